@@ -1,0 +1,5 @@
+"""`python -m upwell` is the `upwell` command."""
+
+from .cli import entrypoint
+
+entrypoint()

@@ -1,0 +1,361 @@
+"""The `upwell` command: a thin shell over the library, which never prints.
+
+`main(argv) -> int` is what tests call; `entrypoint()` only exits with its code.
+Exit codes: 0 success, 1 an upload failed, 2 a usage error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import click
+
+from .config import DEFAULT_TARGET, Settings, parse_rate, parse_size
+from .errors import ConfigError, SessionError, UpwellError
+from .progress import UploadProgress, to_ndjson
+from .results import UploadResult
+from .sessions.store import check_session_id
+
+EXIT_FAILED = 1
+EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130
+
+
+class SizeType(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click
+    """A size such as 5MiB, 5M or 5242880."""
+
+    name = "SIZE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_size(str(value), what=param.name if param and param.name else "size")
+        except ConfigError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+SIZE = SizeType()
+
+
+class RateType(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click
+    """A rate such as 10MiB/s, 10M or 1048576 (bytes per second)."""
+
+    name = "RATE"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        if isinstance(value, int):
+            return value
+        try:
+            return parse_rate(str(value))
+        except ConfigError as exc:
+            self.fail(str(exc), param, ctx)
+
+
+RATE = RateType()
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="upwell", prog_name="upwell")
+def cli() -> None:
+    """Move large files to tus servers and AI providers' file APIs: chunked, parallel,
+    resumable, verified."""
+
+
+@cli.command()
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--data-dir",
+    default="./upwell-data",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the upload state (SQLite) and bytes are kept.",
+)
+@click.option("--max-size", type=SIZE, default=None, help="Largest upload accepted (e.g. 10GiB).")
+def serve(host: str, port: int, data_dir: Path, max_size: int | None) -> int:
+    """Run the tus upload server (embedded: SQLite + local disk)."""
+    from .server.runner import serve_forever
+    from .server.settings import ServerSettings
+
+    settings = ServerSettings(host=host, port=port, data_dir=data_dir, max_size=max_size)
+    try:
+        asyncio.run(serve_forever(settings))
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot serve on {host}:{port}: {exc.strerror or exc}"
+        ) from None
+    return 0
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "--to",
+    "target",
+    default=None,
+    metavar="URL",
+    help=f"tus endpoint URL, or 'gemini' (default: $UPWELL_TARGET, then {DEFAULT_TARGET}).",
+)
+@click.option(
+    "--chunk-size", type=SIZE, default=None, help="Bytes per request (default: by file size)."
+)
+@click.option(
+    "--parallel", type=click.IntRange(1, 64), default=None, help="Parts of one file in flight."
+)
+@click.option(
+    "--max-files", type=click.IntRange(1, 256), default=None, help="Files uploading at once."
+)
+@click.option(
+    "--limit-rate", type=RATE, default=None, help="Bandwidth limit for all files, e.g. 10MiB/s."
+)
+@click.option("--session-id", default=None, help="Resume (or name) this session; one file only.")
+@click.option("--no-resume", is_flag=True, help="Start over even if an earlier run was cut off.")
+@click.option("--json", "as_json", is_flag=True, help="Write NDJSON progress to stdout.")
+def upload(
+    paths: tuple[Path, ...],
+    target: str | None,
+    chunk_size: int | None,
+    parallel: int | None,
+    max_files: int | None,
+    limit_rate: int | None,
+    session_id: str | None,
+    no_resume: bool,
+    as_json: bool,
+) -> int:
+    """Upload PATHS (several files go at once); a cut-off run resumes when run again."""
+    from .uploaders import ResumableUploader
+
+    for path in paths:
+        if not path.exists():
+            raise click.UsageError(f"{path}: no such file")
+        if not path.is_file():
+            raise click.UsageError(f"{path}: not a regular file")
+    if session_id is not None and len(paths) > 1:
+        raise click.UsageError("--session-id names one upload: give one file")
+    try:
+        settings = Settings.from_env(
+            target=target, chunk_size=chunk_size, max_parallel=parallel, bandwidth_limit=limit_rate
+        )
+        if session_id is not None:
+            check_session_id(session_id)
+        uploader = ResumableUploader(settings=settings, max_files=max_files, resume=not no_resume)
+    except (ConfigError, SessionError) as exc:
+        raise click.UsageError(str(exc)) from None
+    results = asyncio.run(_run_uploads(uploader, list(paths), as_json, session_id))
+    failed = [r for r in results if not r.success]
+    for r in failed:
+        click.echo(f"upwell: upload failed: {r.file_path}: {r.error}", err=True)
+    if not as_json:
+        for r in results:
+            if r.success:
+                click.echo(f"{r.file_path} -> {r.file_uri}")
+    return EXIT_FAILED if failed else 0
+
+
+async def _run_uploads(
+    uploader: Any, paths: list[Path], as_json: bool, session_id: str | None
+) -> list[UploadResult]:
+    async def run_all() -> list[UploadResult]:
+        async with uploader:
+            if session_id is not None:
+                return [await uploader.upload_file_resumable(paths[0], session_id=session_id)]
+            return list(await uploader.upload_files(paths))
+
+    if as_json:
+        out = sys.stdout
+
+        def write_line(p: UploadProgress) -> None:
+            out.write(to_ndjson(p))
+            out.flush()
+
+        uploader.progress_tracker.add_listener(write_line)
+        return await run_all()
+    if not sys.stderr.isatty():
+        return await run_all()
+    from .cli_progress import ProgressDisplay
+
+    with ProgressDisplay(len(paths)) as display:
+        uploader.progress_tracker.add_listener(display.update)
+        return await run_all()
+
+
+@cli.group()
+@click.option(
+    "--session-dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where sessions are kept (default: $UPLOAD_SESSION_DIR, then the user's state dir).",
+)
+@click.pass_context
+def sessions(ctx: click.Context, session_dir: Path | None) -> None:
+    """List, inspect, remove and clean up upload sessions."""
+    from .sessions.manager import default_session_dir
+
+    ctx.obj = session_dir or default_session_dir()
+
+
+def _uploader_for(session_dir: Path, target: str | None) -> Any:
+    from .uploaders import ResumableUploader
+
+    return ResumableUploader(session_dir=session_dir, target=target)
+
+
+@sessions.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+@click.pass_obj
+def sessions_list(session_dir: Path, as_json: bool) -> int:
+    """Every session, with its status and progress."""
+    from .sessions.manager import SessionManager
+
+    async def run() -> list[Any]:
+        manager = SessionManager(session_dir)
+        try:
+            return await manager.list_sessions()
+        finally:
+            await manager.close()
+
+    found = asyncio.run(run())
+    for sess in found:
+        if as_json:
+            click.echo(json.dumps(_session_summary(sess)))
+        else:
+            click.echo(
+                f"{sess.session_id}  {sess.status:8}  {sess.get_progress_percentage():5.1f}%  "
+                f"{sess.file_path}  -> {sess.target}  "
+                f"(expires {sess.expires_at:%Y-%m-%d %H:%M} UTC)"
+            )
+    if not found and not as_json:
+        click.echo(f"no sessions in {session_dir}", err=True)
+    return 0
+
+
+def _session_summary(sess: Any) -> dict[str, Any]:
+    return {
+        "session_id": sess.session_id,
+        "status": sess.status,
+        "progress_percentage": round(sess.get_progress_percentage(), 2),
+        "file_path": str(sess.file_path),
+        "file_size": sess.file_size,
+        "chunks_completed": len(sess.chunks_completed),
+        "total_chunks": sess.total_chunks,
+        "target": sess.target,
+        "file_uri": sess.file_uri,
+        "expires_at": sess.expires_at.isoformat(),
+        "error": sess.error,
+    }
+
+
+@sessions.command("show")
+@click.argument("session_id")
+@click.pass_obj
+def sessions_show(session_dir: Path, session_id: str) -> int:
+    """One session as JSON."""
+    from .sessions.manager import SessionManager
+
+    async def run() -> Any:
+        manager = SessionManager(session_dir)
+        try:
+            return await manager.load_session(check_session_id(session_id))
+        finally:
+            await manager.close()
+
+    try:
+        sess = asyncio.run(run())
+    except SessionError as exc:
+        raise click.UsageError(str(exc)) from None
+    if sess is None:
+        click.echo(f"upwell: no session {session_id!r} in {session_dir}", err=True)
+        return EXIT_FAILED
+    click.echo(json.dumps(_session_summary(sess), indent=2))
+    return 0
+
+
+@sessions.command("rm")
+@click.argument("session_ids", nargs=-1, required=True)
+@click.pass_obj
+def sessions_rm(session_dir: Path, session_ids: tuple[str, ...]) -> int:
+    """Remove sessions, ending their unfinished uploads at the target where possible."""
+    from .sessions.manager import SessionManager
+
+    async def run() -> list[str]:
+        manager = SessionManager(session_dir)
+        missing = []
+        try:
+            for sid in session_ids:
+                sess = await manager.load_session(check_session_id(sid))
+                if sess is None:
+                    missing.append(sid)
+                    continue
+                if sess.status != "complete":
+                    with contextlib.suppress(UpwellError):
+                        uploader = _uploader_for(session_dir, sess.target)
+                        await uploader._end_remote(sess)
+                await manager.delete_session(sid)
+        finally:
+            await manager.close()
+        return missing
+
+    try:
+        missing = asyncio.run(run())
+    except SessionError as exc:
+        raise click.UsageError(str(exc)) from None
+    for sid in missing:
+        click.echo(f"upwell: no session {sid!r} in {session_dir}", err=True)
+    return EXIT_FAILED if missing else 0
+
+
+@sessions.command("cleanup")
+@click.pass_obj
+def sessions_cleanup(session_dir: Path) -> int:
+    """Remove expired sessions (and their unfinished uploads at the target)."""
+    from .sessions.manager import SessionManager
+
+    async def end_remote(sess: Any) -> None:
+        with contextlib.suppress(UpwellError):
+            await _uploader_for(session_dir, sess.target)._end_remote(sess)
+
+    async def run() -> int:
+        manager = SessionManager(session_dir, remote_cleanup=end_remote)
+        try:
+            return await manager.cleanup_expired_sessions()
+        finally:
+            await manager.close()
+
+    click.echo(f"removed {asyncio.run(run())} expired session(s)")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command line; returns the exit code instead of exiting."""
+    try:
+        rv = cli.main(
+            args=list(argv) if argv is not None else None, prog_name="upwell", standalone_mode=False
+        )
+    except click.UsageError as exc:
+        command = exc.ctx.command_path if exc.ctx else "upwell"
+        click.echo(f"{command}: error: {exc.format_message()} (see '{command} --help')", err=True)
+        return EXIT_USAGE
+    except click.ClickException as exc:
+        exc.show()
+        return exc.exit_code
+    except click.exceptions.Exit as exc:
+        return int(exc.exit_code)
+    except (click.Abort, KeyboardInterrupt):
+        click.echo("upwell: interrupted", err=True)
+        return EXIT_INTERRUPTED
+    except UpwellError as exc:
+        click.echo(f"upwell: error: {exc}", err=True)
+        return EXIT_FAILED
+    return rv if isinstance(rv, int) else 0
+
+
+def entrypoint() -> None:
+    """The console script."""
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""The pipeline: planner, reader, throttle, retry, and the loop that drives a target."""

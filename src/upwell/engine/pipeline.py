@@ -1,0 +1,421 @@
+"""The pipeline: open the file, plan, create the remote upload, send parts, finish.
+
+It reads from disk in slices, hashes off the event loop, sends through one pooled HTTP
+session, asks the target where it stands after every error, and reports progress from where
+bytes are handed to the socket. It never names a provider: Capabilities decide.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import hashlib
+import mimetypes
+import os
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import aiohttp
+
+from ..errors import FileChangedError, IntegrityError, SourceError, TargetError, UpwellError
+from ..progress import ProgressTracker
+from ..results import ChunkMetadata
+from ..targets.base import Body, RemoteFile, RemoteUpload, SourceInfo, Target
+from ..targets.capabilities import Capabilities
+from .planner import Chunk, Part, Plan, plan_upload
+from .reader import SLICE_SIZE, FileSource
+from .retry import RetryPolicy, Sleep, call_with_retries
+
+
+class Throttle(Protocol):
+    """Anything that can hold back `n` bytes until they may be sent (a token bucket)."""
+
+    async def consume(self, n: int) -> None: ...
+
+    def slice_size(self, default: int) -> int: ...
+
+    def record_success(self) -> None: ...
+
+    def record_failure(self, status: int | None) -> None: ...
+
+
+@dataclass
+class Journal:
+    """What earlier runs left (target state, chunk checksums) and where to record progress.
+
+    The pipeline reports a chunk only after the target acknowledged it.
+    """
+
+    resume_state: dict[str, Any] | None = None
+    checksums: dict[int, str] = field(default_factory=dict)
+    on_state: Callable[[dict[str, Any], Plan], Awaitable[None]] | None = None
+    on_chunk: Callable[[ChunkMetadata], Awaitable[None]] | None = None
+
+    async def state_changed(self, state: dict[str, Any], plan: Plan) -> None:
+        if self.on_state is not None:
+            await self.on_state(state, plan)
+
+    async def chunk_done(self, meta: ChunkMetadata) -> None:
+        if self.on_chunk is not None:
+            await self.on_chunk(meta)
+
+
+@dataclass
+class Outcome:
+    """What the pipeline did for one file."""
+
+    remote: RemoteFile
+    plan: Plan
+    sha256: str
+    chunks: list[ChunkMetadata]
+    bytes_sent: int
+    duration: float
+    state: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class _Counters:
+    confirmed: dict[int, int]  # per part: bytes the target holds
+    inflight: dict[int, int]  # per part: bytes of the current request handed to the socket
+    sent: int = 0
+
+    def uploaded(self) -> int:
+        return sum(self.confirmed.values()) + sum(self.inflight.values())
+
+
+def human_size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return f"{n} B"  # pragma: no cover
+
+
+class Pipeline:
+    """Moves one file at a time to `target`; many may run at once over the same `http`."""
+
+    def __init__(
+        self,
+        http: aiohttp.ClientSession,
+        target: Target,
+        *,
+        chunk_size: int | None,
+        max_parallel: int,
+        retry: RetryPolicy,
+        throttle: Throttle | None = None,
+        sleep: Sleep = asyncio.sleep,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._http = http
+        self._target = target
+        self._chunk_size = chunk_size
+        self._max_parallel = max(1, max_parallel)
+        self._retry = retry
+        self._throttle = throttle
+        self._sleep = sleep
+        self._clock = clock
+
+    async def _retrying(self, fn: Callable[[], Awaitable[Any]]) -> Any:
+        return await call_with_retries(fn, self._retry, sleep=self._sleep)
+
+    async def run(
+        self,
+        path: str | os.PathLike[str],
+        tracker: ProgressTracker,
+        task_id: str,
+        *,
+        display_name: str | None = None,
+        journal: Journal | None = None,
+        abort_on_cancel: bool = True,
+    ) -> Outcome:
+        """Upload `path`; resume from `journal.resume_state` when given."""
+        started = self._clock()
+        source = await FileSource.open(path)
+        try:
+            return await self._run(
+                source,
+                tracker,
+                task_id,
+                display_name,
+                journal or Journal(),
+                abort_on_cancel,
+                started,
+            )
+        finally:
+            await source.close()
+
+    async def _run(
+        self,
+        source: FileSource,
+        tracker: ProgressTracker,
+        task_id: str,
+        display_name: str | None,
+        journal: Journal,
+        abort_on_cancel: bool,
+        started: float,
+    ) -> Outcome:
+        path = Path(source.path)
+        caps: Capabilities = await self._retrying(lambda: self._target.open(self._http))
+        if caps.max_size is not None and source.size > caps.max_size:
+            raise SourceError(
+                f"{path.name} is {human_size(source.size)}, over the target's limit of "
+                f"{human_size(caps.max_size)}"
+            )
+        plan = plan_upload(source.size, caps, self._chunk_size, self._max_parallel)
+        tracker.update_progress(
+            task_id,
+            stage="chunking",
+            total_chunks=len(plan.chunks),
+            message=f"Split into {len(plan.chunks)} chunks of {human_size(plan.chunk_size)}"
+            + (f" in {len(plan.parts)} parallel parts" if plan.parallel else ""),
+        )
+        info = SourceInfo(
+            name=path.name,
+            size=source.size,
+            mime_type=mimetypes.guess_type(path.name)[0] or "application/octet-stream",
+            display_name=display_name or path.name,
+        )
+        remote = self._target.new_upload(self._http, info, plan, journal.resume_state)
+        try:
+            await self._retrying(remote.create)
+            await journal.state_changed(remote.state(), plan)
+            counters = _Counters(
+                confirmed={p.index: 0 for p in plan.parts},
+                inflight={p.index: 0 for p in plan.parts},
+            )
+            if journal.resume_state:
+                for part in plan.parts:
+                    counters.confirmed[part.index] = await self._retrying(
+                        functools.partial(remote.part_offset, part)
+                    )
+            chunks = {c.index: ChunkMetadata(c.index, c.offset, c.size) for c in plan.chunks}
+            file_hash = hashlib.sha256()
+            algorithms = tuple(dict.fromkeys(("sha256", *caps.checksum_algorithms)))
+            tracker.update_progress(
+                task_id, stage="uploading", bytes_uploaded=counters.uploaded(), message="Uploading"
+            )
+            job = _PartJob(
+                self, source, remote, caps, counters, chunks, tracker, task_id, algorithms, journal
+            )
+            if plan.parallel:
+                # Parts go in any order; the whole-file hash reads the file in order beside them.
+                hashing = asyncio.ensure_future(
+                    asyncio.to_thread(source.hash_range, 0, source.size, [file_hash])
+                )
+                sem = asyncio.Semaphore(self._max_parallel)
+
+                async def bounded(part: Part) -> None:
+                    async with sem:
+                        await job.run(part, None)
+
+                try:
+                    async with asyncio.TaskGroup() as tg:
+                        for part in plan.parts:
+                            tg.create_task(bounded(part))
+                except BaseExceptionGroup as group:
+                    # One part failed and the others were stopped: report why it failed.
+                    raise _first_cause(group) from None
+                finally:
+                    if not hashing.done():
+                        hashing.cancel()
+                await hashing
+            else:
+                await job.run(plan.parts[0], file_hash)
+            await source.check_unchanged()
+            tracker.update_progress(task_id, stage="finalizing", message="Finalizing upload")
+            remote_file: RemoteFile = await self._retrying(remote.finish)
+            await journal.state_changed(remote.state(), plan)
+        except asyncio.CancelledError:
+            if abort_on_cancel:
+                await asyncio.shield(remote.abort())
+            raise
+        sha = file_hash.hexdigest()
+        if remote_file.sha256 is not None and remote_file.sha256 != sha:
+            raise IntegrityError(
+                f"{path.name}: the target stored SHA-256 {remote_file.sha256[:12]}…, "
+                f"but the file's is {sha[:12]}…"
+            )
+        return Outcome(
+            remote=remote_file,
+            plan=plan,
+            sha256=sha,
+            chunks=[chunks[i] for i in sorted(chunks)],
+            bytes_sent=counters.sent,
+            duration=self._clock() - started,
+            state=remote.state(),
+        )
+
+
+def _first_cause(group: BaseExceptionGroup[BaseException]) -> BaseException:
+    """The error that ended a group of parts: upwell's own first, then anything else."""
+    leaves: list[BaseException] = []
+
+    def walk(g: BaseExceptionGroup[BaseException]) -> None:
+        for e in g.exceptions:
+            if isinstance(e, BaseExceptionGroup):
+                walk(e)
+            else:
+                leaves.append(e)
+
+    walk(group)
+    for e in leaves:
+        if isinstance(e, UpwellError):
+            return e
+    return leaves[0]
+
+
+class _PartJob:
+    """Sends the chunks of one part in order, resynchronising with the target after errors."""
+
+    def __init__(
+        self,
+        pipeline: Pipeline,
+        source: FileSource,
+        remote: RemoteUpload,
+        caps: Capabilities,
+        counters: _Counters,
+        chunks: dict[int, ChunkMetadata],
+        tracker: ProgressTracker,
+        task_id: str,
+        algorithms: tuple[str, ...],
+        journal: Journal,
+    ) -> None:
+        self.p = pipeline
+        self.source = source
+        self.remote = remote
+        self.caps = caps
+        self.journal = journal
+        self.counters = counters
+        self.chunks = chunks
+        self.tracker = tracker
+        self.task_id = task_id
+        self.algorithms = algorithms
+
+    async def _digest(self, start: int, end: int, file_hash: Any | None) -> dict[str, bytes]:
+        hashers = {a: hashlib.new(a) for a in self.algorithms}
+        extra = [file_hash] if file_hash is not None else []
+        await asyncio.to_thread(
+            self.source.hash_range, start, end - start, [*hashers.values(), *extra]
+        )
+        return {a: h.digest() for a, h in hashers.items()}
+
+    def _report(self, chunk: Chunk) -> None:
+        self.tracker.update_progress(
+            self.task_id, bytes_uploaded=self.counters.uploaded(), chunk_index=chunk.index
+        )
+
+    async def run(self, part: Part, file_hash: Any | None) -> None:
+        """Send what the target lacks of `part`; `file_hash` (sequential plans) is fed in order."""
+        pos = part.offset + self.counters.confirmed[part.index]
+        if pos > part.offset:
+            await self._verify_prefix(part, pos, file_hash)
+        todo = [(max(c.offset, pos), c) for c in part.chunks if c.end > pos]
+        nxt: asyncio.Future[dict[str, bytes]] | None = None
+        if todo:
+            nxt = asyncio.ensure_future(self._digest(todo[0][0], todo[0][1].end, file_hash))
+        try:
+            for i, (start, chunk) in enumerate(todo):
+                assert nxt is not None
+                digests = await nxt
+                nxt = None
+                if i + 1 < len(todo):
+                    # Hash the next chunk while this one is on the wire.
+                    nxt = asyncio.ensure_future(
+                        self._digest(todo[i + 1][0], todo[i + 1][1].end, file_hash)
+                    )
+                await self._send_chunk(part, chunk, start, digests)
+        finally:
+            if nxt is not None:
+                nxt.cancel()
+
+    async def _verify_prefix(self, part: Part, pos: int, file_hash: Any | None) -> None:
+        """Re-hash what the target already holds: the whole-file hash needs it, and a chunk
+        whose SHA-256 differs from the journal's proves the file changed since that run."""
+        for c in part.chunks:
+            if c.offset >= pos:
+                break
+            end = min(c.end, pos)
+            chunk_hash = hashlib.sha256() if end == c.end else None
+            hashers = [h for h in (file_hash, chunk_hash) if h is not None]
+            if hashers:
+                await asyncio.to_thread(self.source.hash_range, c.offset, end - c.offset, hashers)
+            if chunk_hash is None:
+                continue
+            digest = chunk_hash.hexdigest()
+            expected = self.journal.checksums.get(c.index)
+            if expected and expected != digest:
+                raise FileChangedError(
+                    f"{self.source.path}: chunk {c.index} differs from what was uploaded before; "
+                    "the file changed since the last run"
+                )
+            meta = self.chunks[c.index]
+            meta.checksum, meta.uploaded = digest, True
+
+    async def _send_chunk(
+        self, part: Part, chunk: Chunk, digest_start: int, digests: dict[str, bytes]
+    ) -> None:
+        """Send [digest_start, chunk.end), retrying from wherever the target says it stands."""
+        meta = self.chunks[chunk.index]
+        if digest_start == chunk.offset:
+            meta.checksum = digests["sha256"].hex()
+        t0 = time.monotonic()
+        need_sync = False
+
+        def on_slice(n: int) -> None:
+            self.counters.inflight[part.index] += n
+            self.counters.sent += n
+            self._report(chunk)
+
+        async def attempt() -> None:
+            nonlocal need_sync, digests, digest_start
+            if need_sync:
+                self.counters.confirmed[part.index] = await self.remote.part_offset(part)
+                need_sync = False
+            pos = part.offset + self.counters.confirmed[part.index]
+            if pos >= chunk.end:
+                return
+            if pos != digest_start:
+                # The target holds a different prefix than planned: checksum what we now send.
+                digests = await self.source.digest_range(pos, chunk.end - pos, self.algorithms)
+                digest_start = pos
+            throttle = self.p._throttle
+            stream = self.source.stream_range(
+                pos,
+                chunk.end - pos,
+                on_slice=on_slice,
+                before_slice=throttle.consume if throttle else None,
+                slice_size=throttle.slice_size(SLICE_SIZE) if throttle else SLICE_SIZE,
+            )
+            body = Body(offset=pos, size=chunk.end - pos, stream=stream, digests=digests)
+            try:
+                rel = await self.remote.send(part, body)
+            except TargetError as exc:
+                need_sync = self.caps.append
+                meta.error = str(exc)
+                if throttle:
+                    throttle.record_failure(exc.status)
+                raise
+            finally:
+                self.counters.inflight[part.index] = 0
+            if throttle:
+                throttle.record_success()
+            self.counters.confirmed[part.index] = rel
+            if part.offset + rel < chunk.end:
+                need_sync = True
+                raise TargetError(
+                    f"the target kept {part.offset + rel - pos} of {chunk.end - pos} bytes sent",
+                    retryable=True,
+                )
+
+        await call_with_retries(attempt, self.p._retry, sleep=self.p._sleep)
+        if not meta.checksum:
+            digest = await self.source.digest_range(chunk.offset, chunk.size, ("sha256",))
+            meta.checksum = digest["sha256"].hex()
+        meta.uploaded = True
+        meta.error = None
+        meta.upload_time = time.monotonic() - t0
+        self._report(chunk)
+        await self.journal.chunk_done(meta)

@@ -1,0 +1,98 @@
+"""The interface every target implements; the engine drives it and never names a provider."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiohttp
+
+from ..engine.planner import Part, Plan
+from .capabilities import Capabilities
+
+
+@dataclass(frozen=True)
+class SourceInfo:
+    """What a target may know of the file: never its path on disk."""
+
+    name: str
+    size: int
+    mime_type: str
+    display_name: str
+
+
+@dataclass(frozen=True)
+class Body:
+    """A request body streamed from disk: `size` bytes from `stream`, with their digests."""
+
+    offset: int
+    size: int
+    stream: AsyncIterable[bytes]
+    digests: dict[str, bytes] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """The finished upload as the target names it."""
+
+    uri: str
+    name: str
+    size: int
+    sha256: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class RemoteUpload(ABC):
+    """One file's upload at a target. Methods raise TargetError (retryable or not)."""
+
+    @abstractmethod
+    async def create(self) -> None:
+        """Make the remote upload(s) exist; a no-op when resuming."""
+
+    @abstractmethod
+    async def part_offset(self, part: Part) -> int:
+        """How many bytes of `part` the target holds (the truth after any error)."""
+
+    @abstractmethod
+    async def send(self, part: Part, body: Body) -> int:
+        """Send `body` into `part` at `body.offset`; returns the part's confirmed offset."""
+
+    @abstractmethod
+    async def finish(self) -> RemoteFile:
+        """Assemble and return the finished file."""
+
+    @abstractmethod
+    async def abort(self) -> None:
+        """End the remote upload and free what it holds, where the protocol allows."""
+
+    @abstractmethod
+    def state(self) -> dict[str, Any]:
+        """JSON-ready state that lets a later process resume (upload URLs, part ids)."""
+
+
+class Target(ABC):
+    """A destination: discovers its capabilities once, then makes RemoteUploads."""
+
+    #: Short name for messages and sessions ("tus", "gemini", ...).
+    kind: str = "target"
+
+    @property
+    @abstractmethod
+    def url(self) -> str:
+        """Where uploads go; part of the resume key, never carries a secret."""
+
+    @abstractmethod
+    async def open(self, http: aiohttp.ClientSession) -> Capabilities:
+        """Discover what the target can do (cached after the first call)."""
+
+    @abstractmethod
+    def new_upload(
+        self,
+        http: aiohttp.ClientSession,
+        source: SourceInfo,
+        plan: Plan,
+        state: dict[str, Any] | None = None,
+    ) -> RemoteUpload:
+        """A RemoteUpload for this file, resumed from `state` when given."""

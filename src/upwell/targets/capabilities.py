@@ -1,0 +1,29 @@
+"""What a target can do; the engine adapts to this and never asks which provider it is."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """A target's declared abilities and limits.
+
+    - `parallel_parts`: parts of one file may be sent at the same time.
+    - `append`: a part can be extended by successive requests at an offset, and the target can
+      say how much of a part it holds (tus, Google resumable); otherwise a part is sent whole
+      in one request and retried whole (S3, OpenAI Uploads).
+    - `granularity`: every chunk but the last must be a multiple of this.
+    - `min_part_size`: every part but the last must be at least this.
+    """
+
+    parallel_parts: bool = False
+    append: bool = True
+    resume: bool = True
+    compression: tuple[str, ...] = ()
+    checksum_algorithms: tuple[str, ...] = ()
+    max_size: int | None = None
+    min_part_size: int = 1
+    granularity: int = 1
+    max_parts: int | None = None
+    max_chunk_size: int | None = None

@@ -1,0 +1,45 @@
+"""Turn what a user wrote (`--to`, `target=`, `api_key=`) into a Target."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from urllib.parse import urlsplit
+
+from ..config import DEFAULT_TARGET
+from ..errors import ConfigError
+from .base import Target
+from .tus import TusTarget
+
+
+def resolve_target(
+    spec: str | Target | None,
+    api_key: str | None = None,
+    env: Mapping[str, str] | None = None,
+) -> Target:
+    """A Target from, in order: `spec` (a Target, a tus URL, or "gemini"); `api_key` alone
+    (Gemini); $UPWELL_TARGET; $GEMINI_API_KEY (Gemini); the default local tus endpoint."""
+    env = os.environ if env is None else env
+    if isinstance(spec, Target):
+        return spec
+    if spec is None:
+        if api_key:
+            spec = "gemini"
+        elif env.get("UPWELL_TARGET"):
+            spec = env["UPWELL_TARGET"]
+        elif env.get("GEMINI_API_KEY"):
+            spec = "gemini"
+        else:
+            spec = DEFAULT_TARGET
+    if spec == "gemini":
+        return _gemini(api_key, env)
+    parts = urlsplit(spec)
+    if parts.scheme in ("http", "https") and parts.netloc:
+        return TusTarget(spec)
+    raise ConfigError(
+        f"target {spec!r} is not understood: use an http(s):// tus endpoint URL or 'gemini'"
+    )
+
+
+def _gemini(api_key: str | None, env: Mapping[str, str]) -> Target:
+    raise ConfigError("the Gemini Files API target is not available in this version yet")

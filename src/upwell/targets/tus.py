@@ -1,0 +1,246 @@
+"""tus 1.0 client: discovery, creation, PATCH, HEAD after any error, concatenation, termination.
+
+Headers are built and read by `protocols.tus`, shared with the server; this module only does
+the I/O and keeps the upload URLs.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urljoin
+
+import aiohttp
+
+from ..engine.planner import Part, Plan
+from ..errors import ProtocolError, TargetError
+from ..protocols import tus
+from ..protocols.http import error_for_status
+from .base import Body, RemoteFile, RemoteUpload, SourceInfo, Target
+from .capabilities import Capabilities
+from .http import SizedStream, request
+
+
+class TusTarget(Target):
+    """Any tus 1.0 server: upwell serve, tusd, @tus/server, Supabase Storage."""
+
+    kind = "tus"
+
+    def __init__(self, endpoint: str, headers: dict[str, str] | None = None) -> None:
+        self._endpoint = endpoint
+        self._headers = dict(headers or {})
+        self._info: tus.ServerInfo | None = None
+        self._caps: Capabilities | None = None
+
+    @property
+    def url(self) -> str:
+        return self._endpoint
+
+    @property
+    def info(self) -> tus.ServerInfo | None:
+        return self._info
+
+    def headers(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        h = {"Tus-Resumable": tus.TUS_VERSION, **self._headers}
+        if extra:
+            h.update(extra)
+        return h
+
+    async def open(self, http: aiohttp.ClientSession) -> Capabilities:
+        if self._caps is not None:
+            return self._caps
+        async with request(
+            http, "OPTIONS", self._endpoint, "OPTIONS (discovery)", headers=self.headers()
+        ) as r:
+            if r.status >= 400 and r.status not in (404, 405):
+                raise error_for_status(r.status, r.headers, "OPTIONS (discovery)", await r.text())
+            # A server that does not answer OPTIONS still speaks core tus + creation.
+            info = (
+                tus.ServerInfo.from_headers(r.headers)
+                if r.status < 300
+                else tus.ServerInfo((tus.TUS_VERSION,), ("creation",), None, ())
+            )
+        if info.versions and tus.TUS_VERSION not in info.versions:
+            raise TargetError(
+                f"the tus server speaks {', '.join(info.versions)}, not {tus.TUS_VERSION}"
+            )
+        self._info = info
+        algorithm = info.checksum_algorithm() if info.supports("checksum") else None
+        self._caps = Capabilities(
+            parallel_parts=info.supports("concatenation"),
+            append=True,
+            resume=True,
+            checksum_algorithms=(algorithm,) if algorithm else (),
+            max_size=info.max_size,
+        )
+        return self._caps
+
+    def new_upload(
+        self,
+        http: aiohttp.ClientSession,
+        source: SourceInfo,
+        plan: Plan,
+        state: dict[str, Any] | None = None,
+    ) -> TusUpload:
+        if self._info is None:
+            raise RuntimeError("open() the target before starting an upload")
+        return TusUpload(self, http, source, plan, state)
+
+
+class TusUpload(RemoteUpload):
+    """One file at a tus server: a single upload, or partial uploads plus a final one."""
+
+    def __init__(
+        self,
+        target: TusTarget,
+        http: aiohttp.ClientSession,
+        source: SourceInfo,
+        plan: Plan,
+        state: dict[str, Any] | None,
+    ) -> None:
+        assert target.info is not None
+        self._t = target
+        self._info = target.info
+        self._http = http
+        self._source = source
+        self._plan = plan
+        state = state or {}
+        self._part_urls: dict[int, str] = {int(k): v for k, v in state.get("parts", {}).items()}
+        self._final_url: str | None = state.get("final")
+        caps_algos = (target._caps.checksum_algorithms if target._caps else ()) or ()
+        self._checksum = caps_algos[0] if caps_algos else None
+
+    # -- helpers --------------------------------------------------------------------------
+    def _metadata(self) -> str:
+        return tus.encode_metadata(
+            {"filename": self._source.name, "filetype": self._source.mime_type}
+        )
+
+    def _creation_headers(self, length: int, partial: bool) -> dict[str, str]:
+        h = {"Upload-Length": str(length)}
+        if partial:
+            h["Upload-Concat"] = "partial"
+        else:
+            h["Upload-Metadata"] = self._metadata()
+        return h
+
+    def _location(self, response: aiohttp.ClientResponse, what: str) -> str:
+        loc = response.headers.get("Location")
+        if not loc:
+            raise TargetError(f"{what}: the server answered {response.status} without a Location")
+        return urljoin(str(response.url), loc)
+
+    def _body_headers(self, body: Body) -> dict[str, str]:
+        h = {"Content-Type": tus.OFFSET_CONTENT_TYPE, "Content-Length": str(body.size)}
+        if self._checksum and self._checksum in body.digests:
+            h["Upload-Checksum"] = tus.format_checksum(self._checksum, body.digests[self._checksum])
+        return h
+
+    def _read_offset(self, response: aiohttp.ClientResponse, what: str) -> int:
+        try:
+            return tus.parse_uint(response.headers.get("Upload-Offset"), "Upload-Offset")
+        except ProtocolError as exc:
+            raise TargetError(f"{what}: {exc}", retryable=True) from None
+
+    @property
+    def _single(self) -> bool:
+        return len(self._plan.parts) == 1
+
+    def _use_creation_with_upload(self, part: Part) -> bool:
+        return (
+            self._single and len(part.chunks) == 1 and self._info.supports("creation-with-upload")
+        )
+
+    # -- RemoteUpload ---------------------------------------------------------------------
+    async def create(self) -> None:
+        for part in self._plan.parts:
+            if part.index in self._part_urls or self._use_creation_with_upload(part):
+                continue
+            what = "POST (create upload)"
+            headers = self._t.headers(self._creation_headers(part.size, partial=not self._single))
+            async with request(self._http, "POST", self._t.url, what, headers=headers) as r:
+                if r.status != 201:
+                    raise error_for_status(r.status, r.headers, what, await r.text())
+                self._part_urls[part.index] = self._location(r, what)
+
+    async def part_offset(self, part: Part) -> int:
+        url = self._part_urls.get(part.index)
+        if url is None:
+            return 0
+        what = f"HEAD (offset of part {part.index})"
+        async with request(self._http, "HEAD", url, what, headers=self._t.headers()) as r:
+            if r.status in (404, 410):
+                raise TargetError(f"{what}: the upload is gone from the server (HTTP {r.status})")
+            if r.status >= 300:
+                raise error_for_status(r.status, r.headers, what)
+            return self._read_offset(r, what)
+
+    async def send(self, part: Part, body: Body) -> int:
+        rel = body.offset - part.offset
+        url = self._part_urls.get(part.index)
+        data = SizedStream(body.stream, body.size, tus.OFFSET_CONTENT_TYPE)
+        if url is None:
+            # creation-with-upload: the file fits in one request, so create and send at once.
+            what = "POST (create upload with data)"
+            headers = self._t.headers(
+                {**self._creation_headers(part.size, partial=False), **self._body_headers(body)}
+            )
+            async with request(
+                self._http, "POST", self._t.url, what, headers=headers, data=data
+            ) as r:
+                if r.status != 201:
+                    raise error_for_status(r.status, r.headers, what, await r.text())
+                self._part_urls[part.index] = self._location(r, what)
+                if "Upload-Offset" not in r.headers:
+                    return await self.part_offset(part)
+                return self._read_offset(r, what)
+        what = f"PATCH at offset {body.offset}"
+        headers = self._t.headers({"Upload-Offset": str(rel), **self._body_headers(body)})
+        async with request(self._http, "PATCH", url, what, headers=headers, data=data) as r:
+            if r.status == 460 or (r.status == 400 and "checksum" in (await r.text()).lower()):
+                raise TargetError(
+                    f"{what}: the server found a checksum mismatch", status=460, retryable=True
+                )
+            if r.status != 204 and r.status != 200:
+                raise error_for_status(r.status, r.headers, what, await r.text())
+            return self._read_offset(r, what)
+
+    async def finish(self) -> RemoteFile:
+        if self._single:
+            url = self._part_urls[0]
+        elif self._final_url is not None:
+            url = self._final_url
+        else:
+            what = "POST (concatenate parts)"
+            urls = [self._part_urls[p.index] for p in self._plan.parts]
+            headers = self._t.headers(
+                {
+                    "Upload-Concat": tus.format_concat_final(urls),
+                    "Upload-Metadata": self._metadata(),
+                }
+            )
+            async with request(self._http, "POST", self._t.url, what, headers=headers) as r:
+                if r.status != 201:
+                    raise error_for_status(r.status, r.headers, what, await r.text())
+                url = self._location(r, what)
+            self._final_url = url
+        return RemoteFile(
+            uri=url, name=url.rstrip("/").rsplit("/", 1)[-1], size=self._plan.file_size
+        )
+
+    async def abort(self) -> None:
+        if not self._info.supports("termination"):
+            return
+        for url in [*self._part_urls.values(), *([self._final_url] if self._final_url else [])]:
+            try:
+                async with request(
+                    self._http, "DELETE", url, "DELETE (terminate)", headers=self._t.headers()
+                ):
+                    pass
+            except TargetError:
+                continue  # best effort: the server's expiry cleans up what we could not
+
+    def state(self) -> dict[str, Any]:
+        return {
+            "parts": {str(k): v for k, v in self._part_urls.items()},
+            "final": self._final_url,
+        }

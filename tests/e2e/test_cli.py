@@ -1,0 +1,152 @@
+"""The `upwell` command as users run it: real processes, real server, real files."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pty
+import subprocess
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from tests.support.files import make_file
+from tests.support.processes import UPWELL, free_port, run_upwell, serve_process
+
+MiB = 1024 * 1024
+
+
+def fetch(url: str) -> bytes:
+    with urllib.request.urlopen(url, timeout=30) as r:
+        return bytes(r.read())
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    with serve_process(tmp_path_factory.mktemp("serve")) as (url, _proc):
+        yield url
+
+
+def test_upload_json_streams_ndjson_ending_with_complete(server: str, tmp_path: Path) -> None:
+    src = make_file(tmp_path / "video.mp4", 3 * MiB + 5, seed=1)
+    out = run_upwell("upload", str(src), "--to", server, "--chunk-size", "1MiB", "--json")
+    assert out.returncode == 0, out.stderr
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    assert len(lines) >= 3
+    for line in lines:
+        for key in (
+            "percentage",
+            "stage",
+            "message",
+            "bytes_uploaded",
+            "bytes_total",
+            "chunk_index",
+            "total_chunks",
+            "timestamp",
+            "upload_speed",
+            "task_id",
+        ):
+            assert key in line
+    last = lines[-1]
+    assert last["stage"] == "complete" and last["percentage"] == 100.0
+    assert fetch(last["file_uri"]) == src.read_bytes()
+
+
+def test_several_files_upload_concurrently_in_parallel_parts(server: str, tmp_path: Path) -> None:
+    files = [make_file(tmp_path / f"part{i}.bin", 2 * MiB + i * 1001, seed=i) for i in range(5)]
+    out = run_upwell(
+        "upload", *map(str, files), "--to", server, "--chunk-size", "512KiB", "--parallel", "3"
+    )
+    assert out.returncode == 0, out.stderr
+    uris = dict(line.split(" -> ") for line in out.stdout.splitlines())
+    assert set(uris) == {str(f) for f in files}
+    for f in files:
+        assert fetch(uris[str(f)]) == f.read_bytes()
+
+
+def test_target_comes_from_upwell_target_env(server: str, tmp_path: Path) -> None:
+    src = make_file(tmp_path / "env.bin", 1000)
+    out = run_upwell("upload", str(src), env={"UPWELL_TARGET": server})
+    assert out.returncode == 0, out.stderr
+    assert fetch(out.stdout.strip().split(" -> ")[1]) == src.read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("args", "needle"),
+    [
+        (["upload", "/nonexistent/file.bin"], "no such file"),
+        (["upload", "{src}", "--chunk-size", "lots"], "chunk"),
+        (["upload", "{src}", "--parallel", "0"], "parallel"),
+        (["upload", "{src}", "--to", "ftp://example"], "not understood"),
+        (["upload"], "PATHS"),
+        (["frobnicate"], "No such command"),
+    ],
+)
+def test_usage_errors_exit_2_with_one_line(tmp_path: Path, args: list[str], needle: str) -> None:
+    src = make_file(tmp_path / "a.bin", 10)
+    out = run_upwell(*[a.replace("{src}", str(src)) for a in args])
+    assert out.returncode == 2
+    assert needle in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert "Traceback" not in out.stderr
+
+
+def test_failed_upload_exits_1_with_one_line(tmp_path: Path) -> None:
+    src = make_file(tmp_path / "a.bin", 10)
+    out = run_upwell(
+        "upload",
+        str(src),
+        "--to",
+        f"http://127.0.0.1:{free_port()}/files/",
+        env={"UPLOAD_MAX_RETRIES": "0"},
+    )
+    assert out.returncode == 1
+    assert "upload failed" in out.stderr and "connection failed" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+
+
+def test_upload_over_the_servers_max_size_fails_clearly(tmp_path: Path) -> None:
+    src = make_file(tmp_path / "big.bin", 2 * MiB)
+    with serve_process(tmp_path / "small", "--max-size", "1MiB") as (url, _):
+        out = run_upwell("upload", str(src), "--to", url)
+    assert out.returncode == 1
+    assert "limit" in out.stderr or "413" in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_serve_on_a_busy_port_fails_with_one_line(tmp_path: Path, server: str) -> None:
+    port = server.split(":")[2].split("/")[0]
+    out = run_upwell("serve", "--port", port, "--data-dir", str(tmp_path / "d"), timeout=30)
+    assert out.returncode != 0
+    assert "Traceback" not in out.stderr
+    assert port in out.stderr
+
+
+def test_progress_bars_on_a_terminal(server: str, tmp_path: Path) -> None:
+    files = [make_file(tmp_path / f"tty{i}.bin", 2 * MiB, seed=i) for i in range(2)]
+    leader, follower = pty.openpty()
+    proc = subprocess.Popen(
+        [*UPWELL, "upload", *map(str, files), "--to", server],
+        stdin=follower,
+        stdout=follower,
+        stderr=follower,
+        env={**os.environ, "COLUMNS": "120"},
+    )
+    os.close(follower)
+    chunks = []
+    while True:
+        try:
+            data = os.read(leader, 65536)
+        except OSError:
+            break
+        if not data:
+            break
+        chunks.append(data)
+    assert proc.wait(timeout=60) == 0
+    os.close(leader)
+    screen = b"".join(chunks).decode("utf-8", "replace")
+    assert "tty0.bin" in screen and "tty1.bin" in screen and "total" in screen
+    assert "MB/s" in screen
+    assert hashlib.sha256(files[0].read_bytes()).hexdigest()  # files untouched
