@@ -38,6 +38,7 @@ class UploadProgress:
     file_path: str | None = None
     file_uri: str | None = None
     error: str | None = None
+    compression_ratio: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """The seed's StreamingProgress: JSON-ready, for NDJSON lines and SSE events."""
@@ -62,6 +63,8 @@ class UploadProgress:
             data["file_uri"] = self.file_uri
         if self.error is not None:
             data["error"] = self.error
+        if self.compression_ratio is not None:
+            data["compression_ratio"] = round(self.compression_ratio, 3)
         return data
 
 
@@ -151,6 +154,7 @@ class ProgressTracker:
         message: str | None = None,
         chunk_index: int | None = None,
         total_chunks: int | None = None,
+        compression_ratio: float | None = None,
         force: bool = False,
     ) -> UploadProgress:
         """Update a task; an event goes out on a stage change, when forced, or at most every
@@ -167,6 +171,8 @@ class ProgressTracker:
             changes["chunk_index"] = chunk_index
         if total_chunks is not None:
             changes["total_chunks"] = total_chunks
+        if compression_ratio is not None:
+            changes["compression_ratio"] = compression_ratio
         if message is not None:
             changes["message"] = message
         if stage is not None:

@@ -33,11 +33,17 @@ class UploadResult:
     total_chunks: int = 0
     sha256: str | None = None
     bytes_sent: int = 0
+    bytes_on_wire: int = 0
     error: str | None = None
     error_type: str | None = None
     session_id: str | None = None
     chunks: list[ChunkMetadata] = field(default_factory=list)
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def compression_ratio(self) -> float:
+        """Bytes on the wire per file byte sent: 1.0 uncompressed, 0.3 for text that gzips well."""
+        return self.bytes_on_wire / self.bytes_sent if self.bytes_sent else 1.0
 
     @property
     def average_speed(self) -> float:

@@ -71,6 +71,7 @@ class ChunkedUploader:
         self.max_retries = base.limits.max_retries
         self.progress_tracker = ProgressTracker()
         self._throttle = throttle
+        self._compress = False
         self._sleep = sleep
         self._http: aiohttp.ClientSession | None = None
         self._owned_http = 0
@@ -197,6 +198,7 @@ class ChunkedUploader:
             max_parallel=max_parallel or self._max_parallel,
             retry=RetryPolicy(max_retries=self.max_retries),
             throttle=self._throttle,
+            compress=self._compress,
             sleep=self._sleep,
         )
         return await pipeline.run(
@@ -233,6 +235,7 @@ class ChunkedUploader:
             total_chunks=len(outcome.chunks),
             sha256=outcome.sha256,
             bytes_sent=outcome.bytes_sent,
+            bytes_on_wire=outcome.bytes_on_wire,
             chunks=outcome.chunks,
             extra=outcome.remote.extra,
         )
@@ -378,6 +381,7 @@ class ResumableUploader(ParallelUploader):
             throttle = (AdaptiveBandwidthThrottle if adaptive_throttle else BandwidthThrottle)(rate)
         self._throttle = throttle
         self.compression_enabled = compression_enabled
+        self._compress = compression_enabled
         self.session_expiry = session_expiry
         self.resume = resume
         self.session_manager = session_manager or SessionManager(

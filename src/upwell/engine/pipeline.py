@@ -25,6 +25,7 @@ from ..progress import ProgressTracker
 from ..results import ChunkMetadata
 from ..targets.base import Body, RemoteFile, RemoteUpload, SourceInfo, Target
 from ..targets.capabilities import Capabilities
+from .compress import SAMPLE_SIZE, Compressor, gzip_compressor, worth_compressing
 from .planner import Chunk, Part, Plan, plan_upload
 from .reader import SLICE_SIZE, FileSource
 from .retry import RetryPolicy, Sleep, call_with_retries
@@ -72,6 +73,7 @@ class Outcome:
     sha256: str
     chunks: list[ChunkMetadata]
     bytes_sent: int
+    bytes_on_wire: int
     duration: float
     state: dict[str, Any] = field(default_factory=dict)
 
@@ -80,7 +82,8 @@ class Outcome:
 class _Counters:
     confirmed: dict[int, int]  # per part: bytes the target holds
     inflight: dict[int, int]  # per part: bytes of the current request handed to the socket
-    sent: int = 0
+    sent: int = 0  # file bytes sent, retries included
+    wire: int = 0  # bytes on the wire (after compression), retries included
 
     def uploaded(self) -> int:
         return sum(self.confirmed.values()) + sum(self.inflight.values())
@@ -106,10 +109,12 @@ class Pipeline:
         max_parallel: int,
         retry: RetryPolicy,
         throttle: Throttle | None = None,
+        compress: bool = False,
         sleep: Sleep = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._http = http
+        self._compress = compress
         self._target = target
         self._chunk_size = chunk_size
         self._max_parallel = max(1, max_parallel)
@@ -244,6 +249,7 @@ class Pipeline:
             sha256=sha,
             chunks=[chunks[i] for i in sorted(chunks)],
             bytes_sent=counters.sent,
+            bytes_on_wire=counters.wire,
             duration=self._clock() - started,
             state=remote.state(),
         )
@@ -288,6 +294,7 @@ class _PartJob:
         self.remote = remote
         self.caps = caps
         self.journal = journal
+        self.compressible: dict[int, bool] = {}
         self.counters = counters
         self.chunks = chunks
         self.tracker = tracker
@@ -303,8 +310,12 @@ class _PartJob:
         return {a: h.digest() for a, h in hashers.items()}
 
     def _report(self, chunk: Chunk) -> None:
+        c = self.counters
         self.tracker.update_progress(
-            self.task_id, bytes_uploaded=self.counters.uploaded(), chunk_index=chunk.index
+            self.task_id,
+            bytes_uploaded=c.uploaded(),
+            chunk_index=chunk.index,
+            compression_ratio=c.wire / c.sent if c.sent and c.wire != c.sent else None,
         )
 
     async def run(self, part: Part, file_hash: Any | None) -> None:
@@ -354,6 +365,18 @@ class _PartJob:
             meta = self.chunks[c.index]
             meta.checksum, meta.uploaded = digest, True
 
+    async def _compressor(self, chunk: Chunk, pos: int) -> Compressor | None:
+        """A gzip compressor when the target decodes gzip and a sample of the chunk shrinks."""
+        if not self.p._compress or "gzip" not in self.caps.compression:
+            return None
+        worth = self.compressible.get(chunk.index)
+        if worth is None:
+            n = min(SAMPLE_SIZE, chunk.end - pos)
+            sample = await asyncio.to_thread(self.source.read_exact, pos, n)
+            worth = await asyncio.to_thread(worth_compressing, sample)
+            self.compressible[chunk.index] = worth
+        return gzip_compressor() if worth else None
+
     async def _send_chunk(
         self, part: Part, chunk: Chunk, digest_start: int, digests: dict[str, bytes]
     ) -> None:
@@ -382,14 +405,28 @@ class _PartJob:
                 digests = await self.source.digest_range(pos, chunk.end - pos, self.algorithms)
                 digest_start = pos
             throttle = self.p._throttle
+            compressor = await self._compressor(chunk, pos)
+
+            async def on_wire(n: int) -> None:
+                self.counters.wire += n
+                if throttle is not None:
+                    await throttle.consume(n)
+
             stream = self.source.stream_range(
                 pos,
                 chunk.end - pos,
                 on_slice=on_slice,
-                before_slice=throttle.consume if throttle else None,
+                before_slice=on_wire,
                 slice_size=throttle.slice_size(SLICE_SIZE) if throttle else SLICE_SIZE,
+                compressor=compressor,
             )
-            body = Body(offset=pos, size=chunk.end - pos, stream=stream, digests=digests)
+            body = Body(
+                offset=pos,
+                size=chunk.end - pos,
+                stream=stream,
+                digests=digests,
+                encoding="gzip" if compressor is not None else None,
+            )
             try:
                 rel = await self.remote.send(part, body)
             except TargetError as exc:

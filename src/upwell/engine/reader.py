@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import SourceError
+from .compress import Compressor
 
 SLICE_SIZE = 1024 * 1024
 HASH_SLICE_SIZE = 1024 * 1024
@@ -131,34 +132,41 @@ class FileSource:
         on_slice: Callable[[int], None] | None = None,
         before_slice: Callable[[int], Any] | None = None,
         slice_size: int = SLICE_SIZE,
+        compressor: Compressor | None = None,
     ) -> AsyncIterator[bytes]:
         """Yield [offset, offset + size) in slices, reading the next one while this one is sent.
 
-        `before_slice(n)` may be a coroutine function (the throttle); `on_slice(n)` counts bytes
-        handed on (progress).
+        With a `compressor`, each slice is compressed in the same thread call that reads it.
+        `before_slice(n)` may be a coroutine function (the throttle, metering the bytes that go
+        on the wire); `on_slice(n)` counts file bytes handed on (progress).
         """
         pos, end = offset, offset + size
-        pending: asyncio.Task[bytes] | None = None
-        if pos < end:
-            pending = asyncio.ensure_future(
-                asyncio.to_thread(self.read_exact, pos, min(slice_size, end - pos))
-            )
+
+        def read(at: int, n: int, last: bool) -> tuple[int, bytes]:
+            data = self.read_exact(at, n)
+            if compressor is None:
+                return n, data
+            out = compressor.compress(data)
+            return n, out + compressor.flush() if last else out
+
+        def start(at: int) -> asyncio.Future[tuple[int, bytes]]:
+            n = min(slice_size, end - at)
+            return asyncio.ensure_future(asyncio.to_thread(read, at, n, at + n >= end))
+
+        pending = start(pos) if pos < end else None
         try:
             while pending is not None:
-                data = await pending
-                pos += len(data)
-                pending = None
-                if pos < end:
-                    pending = asyncio.ensure_future(
-                        asyncio.to_thread(self.read_exact, pos, min(slice_size, end - pos))
-                    )
-                if before_slice is not None:
+                n, data = await pending
+                pos += n
+                pending = start(pos) if pos < end else None
+                if before_slice is not None and data:
                     waited = before_slice(len(data))
                     if asyncio.iscoroutine(waited):
                         await waited
-                yield data
+                if data:
+                    yield data
                 if on_slice is not None:
-                    on_slice(len(data))
+                    on_slice(n)
         finally:
             if pending is not None:
                 pending.cancel()

@@ -210,6 +210,9 @@ class ServerInfo:
     extensions: tuple[str, ...]
     max_size: int | None
     checksum_algorithms: tuple[str, ...]
+    #: Content codings the server decodes in request bodies (RFC 7694's Accept-Encoding on a
+    #: response); not part of tus, offered by upwell serve.
+    accept_encodings: tuple[str, ...] = ()
 
     @classmethod
     def from_headers(cls, headers: Mapping[str, str]) -> ServerInfo:
@@ -220,6 +223,9 @@ class ServerInfo:
             extensions=_csv(headers.get("Tus-Extension")),
             max_size=max_size or None,
             checksum_algorithms=_csv(headers.get("Tus-Checksum-Algorithm")),
+            accept_encodings=tuple(
+                e.split(";")[0].strip() for e in _csv(headers.get("Accept-Encoding"))
+            ),
         )
 
     def supports(self, extension: str) -> bool:

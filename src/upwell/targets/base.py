@@ -25,12 +25,15 @@ class SourceInfo:
 
 @dataclass(frozen=True)
 class Body:
-    """A request body streamed from disk: `size` bytes from `stream`, with their digests."""
+    """A request body streamed from disk: `size` bytes of the file from `stream`, with their
+    digests. With an `encoding` ("gzip") the stream carries the encoded bytes, whose length is
+    unknown until sent; `size` and the digests still describe the decoded bytes."""
 
     offset: int
     size: int
     stream: AsyncIterable[bytes]
     digests: dict[str, bytes] = field(default_factory=dict)
+    encoding: str | None = None
 
 
 @dataclass(frozen=True)

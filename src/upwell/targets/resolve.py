@@ -42,4 +42,14 @@ def resolve_target(
 
 
 def _gemini(api_key: str | None, env: Mapping[str, str]) -> Target:
-    raise ConfigError("the Gemini Files API target is not available in this version yet")
+    """The Gemini Files API: key from `api_key` or $GEMINI_API_KEY; base URL from
+    $GEMINI_BASE_URL, then the official SDK's $GOOGLE_GEMINI_BASE_URL; API version from
+    $GEMINI_API_VERSION (default v1beta)."""
+    from .gemini import DEFAULT_API_VERSION, DEFAULT_BASE_URL, GeminiTarget
+
+    key = api_key or env.get("GEMINI_API_KEY", "")
+    if not key.strip():
+        raise ConfigError("the Gemini target needs an API key: set GEMINI_API_KEY or pass api_key=")
+    base = env.get("GEMINI_BASE_URL") or env.get("GOOGLE_GEMINI_BASE_URL") or DEFAULT_BASE_URL
+    version = env.get("GEMINI_API_VERSION") or DEFAULT_API_VERSION
+    return GeminiTarget(key, base, version)

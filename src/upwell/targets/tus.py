@@ -10,6 +10,7 @@ from typing import Any
 from urllib.parse import urljoin
 
 import aiohttp
+from aiohttp.payload import AsyncIterablePayload
 
 from ..engine.planner import Part, Plan
 from ..errors import ProtocolError, TargetError
@@ -70,6 +71,7 @@ class TusTarget(Target):
             append=True,
             resume=True,
             checksum_algorithms=(algorithm,) if algorithm else (),
+            compression=tuple(e for e in info.accept_encodings if e == "gzip"),
             max_size=info.max_size,
         )
         return self._caps
@@ -130,7 +132,13 @@ class TusUpload(RemoteUpload):
         return urljoin(str(response.url), loc)
 
     def _body_headers(self, body: Body) -> dict[str, str]:
-        h = {"Content-Type": tus.OFFSET_CONTENT_TYPE, "Content-Length": str(body.size)}
+        h = {"Content-Type": tus.OFFSET_CONTENT_TYPE}
+        if body.encoding:
+            # The encoded length is known only once sent: the body goes chunked, and the
+            # server counts offsets in decoded bytes.
+            h["Content-Encoding"] = body.encoding
+        else:
+            h["Content-Length"] = str(body.size)
         if self._checksum and self._checksum in body.digests:
             h["Upload-Checksum"] = tus.format_checksum(self._checksum, body.digests[self._checksum])
         return h
@@ -177,7 +185,11 @@ class TusUpload(RemoteUpload):
     async def send(self, part: Part, body: Body) -> int:
         rel = body.offset - part.offset
         url = self._part_urls.get(part.index)
-        data = SizedStream(body.stream, body.size, tus.OFFSET_CONTENT_TYPE)
+        data = (
+            AsyncIterablePayload(body.stream, content_type=tus.OFFSET_CONTENT_TYPE)
+            if body.encoding
+            else SizedStream(body.stream, body.size, tus.OFFSET_CONTENT_TYPE)
+        )
         if url is None:
             # creation-with-upload: the file fits in one request, so create and send at once.
             what = "POST (create upload with data)"
