@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -84,7 +85,11 @@ def serve(host: str, port: int, data_dir: Path, max_size: int | None) -> int:
     from .server.runner import serve_forever
     from .server.settings import ServerSettings
 
-    settings = ServerSettings(host=host, port=port, data_dir=data_dir, max_size=max_size)
+    logging.basicConfig(level=logging.INFO, format="upwell serve: %(message)s", stream=sys.stderr)
+    try:
+        settings = ServerSettings(host=host, port=port, data_dir=data_dir, max_size=max_size)
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
     try:
         asyncio.run(serve_forever(settings))
     except OSError as exc:

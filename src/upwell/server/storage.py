@@ -1,0 +1,255 @@
+"""Upload bytes: `ByteStore` is the interface, `FileByteStore` keeps them under the data directory.
+
+Every file operation runs on a bounded pool of I/O threads, never on the event loop. A writer
+appends request bodies in large batches with one write in flight while the next batch is read
+from the socket, hashes in the same thread call (hashlib releases the GIL), and fsyncs once,
+when the request ends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import os
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, TypeVar
+
+from .ids import is_upload_id
+
+T = TypeVar("T")
+
+# Linux caps one pwritev at IOV_MAX (1024) buffers.
+MAX_BATCH_BUFFERS = 512
+
+
+@dataclass(frozen=True)
+class Checksum:
+    """What the client says the appended bytes hash to (Upload-Checksum)."""
+
+    algorithm: str  # a hashlib name: sha1, sha256, md5
+    digest: bytes
+
+
+@dataclass(frozen=True)
+class Appended:
+    """The outcome of one append: bytes kept, and whether a sent checksum matched."""
+
+    kept: int
+    checksum_mismatch: bool = False
+
+
+class ByteWriter(Protocol):
+    """Appends one request's bytes to an upload, starting at the offset it was opened at."""
+
+    async def write(self, buffers: list[bytes]) -> None:
+        """Queue buffers for writing; returns once the previous batch is written."""
+
+    async def finish(self, tail: list[bytes], *, keep: bool = True) -> Appended:
+        """Write the tail, then make the bytes durable, or roll all of them back.
+
+        The bytes are rolled back when `keep` is false or a checksum was given and does not
+        match what was written; either way the writer is closed.
+        """
+
+
+class ByteStore(Protocol):
+    """Where upload bytes live; ids are already validated (32 hex characters)."""
+
+    async def create(self, upload_id: str) -> None:
+        """Make an empty upload."""
+
+    async def open_writer(
+        self, upload_id: str, offset: int, checksum: Checksum | None = None
+    ) -> ByteWriter:
+        """A writer appending at `offset`; bytes past `offset` (a crash's leftovers) are cut."""
+
+    async def concatenate(self, upload_id: str, parts: Sequence[str]) -> int:
+        """Fill an empty upload with the parts' bytes in order; returns its size."""
+
+    async def delete(self, upload_id: str) -> None:
+        """Remove the upload's bytes; a missing upload is not an error."""
+
+    def local_path(self, upload_id: str) -> Path | None:
+        """A path the bytes can be served from with sendfile, if they are on local disk."""
+
+    async def close(self) -> None:
+        """Finish pending work and release threads."""
+
+
+class FileByteStore:
+    """Bytes as one file per upload: `<root>/<id>`."""
+
+    def __init__(self, root: Path, threads: int) -> None:
+        self._root = root
+        self._executor = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="upwell-io")
+
+    @classmethod
+    async def open(cls, root: Path, threads: int) -> FileByteStore:
+        await asyncio.to_thread(root.mkdir, parents=True, exist_ok=True)
+        return cls(root, threads)
+
+    async def _run(self, fn: Callable[..., T], *args: object) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._executor, fn, *args)
+
+    def local_path(self, upload_id: str) -> Path:
+        if not is_upload_id(upload_id):
+            raise ValueError(f"not an upload id: {upload_id[:40]!r}")
+        return self._root / upload_id
+
+    async def create(self, upload_id: str) -> None:
+        await self._run(_create_file, self.local_path(upload_id))
+
+    async def open_writer(
+        self, upload_id: str, offset: int, checksum: Checksum | None = None
+    ) -> FileWriter:
+        fd = await self._run(_open_at, self.local_path(upload_id), offset)
+        return FileWriter(self._executor, fd, offset, checksum)
+
+    async def concatenate(self, upload_id: str, parts: Sequence[str]) -> int:
+        paths = [self.local_path(part) for part in parts]
+        return await self._run(_concatenate, self.local_path(upload_id), paths)
+
+    async def delete(self, upload_id: str) -> None:
+        await self._run(self.local_path(upload_id).unlink, True)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self._executor.shutdown, wait=True)
+
+
+class FileWriter:
+    """Appends to one open file: `os.pwritev` per batch, one fsync at the end."""
+
+    def __init__(
+        self, executor: ThreadPoolExecutor, fd: int, start: int, checksum: Checksum | None
+    ) -> None:
+        self._executor = executor
+        self._fd = fd
+        self._start = start
+        self._position = start  # where the next submitted batch goes
+        self._written = 0  # bytes the threads have written so far
+        self._checksum = checksum
+        self._hasher = hashlib.new(checksum.algorithm) if checksum else None
+        self._pending: Future[None] | None = None
+
+    async def _wait_pending(self) -> None:
+        pending, self._pending = self._pending, None
+        if pending is not None:
+            await asyncio.wrap_future(pending)
+
+    async def write(self, buffers: list[bytes]) -> None:
+        await self._wait_pending()
+        size = sum(len(b) for b in buffers)
+        self._pending = self._executor.submit(self._write_batch, buffers, self._position)
+        self._position += size
+
+    async def finish(self, tail: list[bytes], *, keep: bool = True) -> Appended:
+        try:
+            await self._wait_pending()
+        except BaseException:
+            await asyncio.wrap_future(self._executor.submit(self._end, [], False))
+            raise
+        return await asyncio.wrap_future(self._executor.submit(self._end, tail, keep))
+
+    def _write_batch(self, buffers: list[bytes], position: int) -> None:
+        if self._hasher is not None:
+            for buffer in buffers:
+                self._hasher.update(buffer)
+        views = [memoryview(b) for b in buffers if b]
+        while views:
+            done = os.pwritev(self._fd, views, position)
+            self._written += done
+            position += done
+            while views and done >= len(views[0]):
+                done -= len(views[0])
+                views.pop(0)
+            if done:
+                views[0] = views[0][done:]
+
+    def _end(self, tail: list[bytes], keep: bool) -> Appended:
+        mismatch = False
+        try:
+            if keep and tail:
+                self._write_batch(tail, self._start + self._written)
+            if keep and self._checksum is not None and self._hasher is not None:
+                mismatch = not hmac.compare_digest(self._hasher.digest(), self._checksum.digest)
+                keep = not mismatch
+            if not keep and self._written:
+                os.ftruncate(self._fd, self._start)
+                self._written = 0
+            os.fsync(self._fd)
+        finally:
+            os.close(self._fd)
+        return Appended(kept=self._written, checksum_mismatch=mismatch)
+
+
+def _create_file(path: Path) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    os.close(fd)
+    _fsync_dir(path.parent)
+
+
+def _open_at(path: Path, offset: int) -> int:
+    fd = os.open(path, os.O_WRONLY)
+    try:
+        if os.fstat(fd).st_size != offset:
+            # Bytes past the recorded offset were never acknowledged (a crash between write and
+            # commit): drop them so file size and offset agree again.
+            os.ftruncate(fd, offset)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _concatenate(target: Path, parts: list[Path]) -> int:
+    out = os.open(target, os.O_WRONLY | os.O_TRUNC)
+    try:
+        position = 0
+        for part in parts:
+            src = os.open(part, os.O_RDONLY)
+            try:
+                remaining = os.fstat(src).st_size
+                src_offset = 0
+                while remaining:
+                    n = _copy_range(src, out, remaining, src_offset, position)
+                    src_offset += n
+                    position += n
+                    remaining -= n
+            finally:
+                os.close(src)
+        os.fsync(out)
+        return position
+    finally:
+        os.close(out)
+
+
+def _copy_range(src: int, dst: int, count: int, src_offset: int, dst_offset: int) -> int:
+    """Copy up to `count` bytes in the kernel when it can; a read and a write when it cannot."""
+    count = min(count, 1 << 30)
+    try:
+        n = os.copy_file_range(src, dst, count, src_offset, dst_offset)
+    except OSError:
+        n = 0
+    if n > 0:
+        return n
+    data = os.pread(src, min(count, 8 << 20), src_offset)
+    if not data:
+        raise OSError(f"partial upload shrank while it was concatenated (fd {src})")
+    view = memoryview(data)
+    while view:
+        written = os.pwrite(dst, view, dst_offset)
+        view = view[written:]
+        dst_offset += written
+    return len(data)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

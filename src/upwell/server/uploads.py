@@ -1,0 +1,319 @@
+"""Upload operations over the state, byte and lock interfaces: create, append, concatenate,
+terminate, expire. Protocol decisions (which status) are made here; HTTP is tus.py's business.
+
+The invariant after every operation: an upload's file holds exactly `offset` bytes, and an
+offset is recorded only after its bytes were fsynced.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime
+from pathlib import Path
+from typing import Protocol
+
+from ..errors import ProtocolError
+from .ids import new_upload_id
+from .locks import Lease, Locker, UploadLockedError
+from .settings import ServerSettings
+from .state import StateStore, Upload
+from .storage import MAX_BATCH_BUFFERS, ByteStore, ByteWriter, Checksum
+
+log = logging.getLogger("upwell.server")
+
+MIN_BATCH_BYTES = 64 * 1024
+
+
+class BodyInterrupted(Exception):
+    """The request body ended before it was complete (connection lost, or a takeover)."""
+
+
+class Body(Protocol):
+    """A request body as a stream of chunks; `read` returns b"" at its end.
+
+    `read` raises BodyInterrupted when the body cannot be finished; bytes that arrived before
+    must have been returned first. `stop` makes a pending or later `read` raise it.
+    """
+
+    @property
+    def declared(self) -> int | None:
+        """The body's length in bytes as the client announced it, if it did."""
+
+    async def read(self) -> bytes: ...
+
+    def stop(self) -> None: ...
+
+
+def _noop() -> None:
+    pass
+
+
+@dataclass(frozen=True)
+class _Limit:
+    remaining: int
+    reason: str
+
+
+class Uploads:
+    """The tus server's upload operations; every failure is a ProtocolError with its status."""
+
+    def __init__(
+        self,
+        settings: ServerSettings,
+        state: StateStore,
+        storage: ByteStore,
+        locker: Locker,
+        now: Callable[[], datetime],
+    ) -> None:
+        self._settings = settings
+        self._state = state
+        self._storage = storage
+        self._locker = locker
+        self._now = now
+        self._writers = 0  # requests appending right now; they share the write buffer budget
+
+    async def get(self, upload_id: str) -> Upload:
+        """The upload; 404 when unknown, 410 when it expired unfinished."""
+        upload = await self._state.get(upload_id)
+        if upload is None:
+            raise ProtocolError(f"no upload {upload_id}", 404)
+        if upload.expired(self._now()):
+            raise ProtocolError(f"upload {upload_id} expired unfinished", 410)
+        return upload
+
+    def local_path(self, upload_id: str) -> Path | None:
+        """Where the bytes can be served from with sendfile, if the store keeps them on disk."""
+        return self._storage.local_path(upload_id)
+
+    def _check_size(self, length: int) -> None:
+        max_size = self._settings.max_size
+        if max_size is not None and length > max_size:
+            raise ProtocolError(
+                f"upload of {length} bytes is larger than this server's {max_size} byte limit",
+                413,
+            )
+
+    async def create(
+        self,
+        *,
+        length: int | None,
+        metadata: str,
+        partial: bool = False,
+        body: Body | None = None,
+        checksum: Checksum | None = None,
+    ) -> Upload:
+        """A new upload (`length` None: deferred), optionally with its first bytes."""
+        if length is not None:
+            self._check_size(length)
+        now = self._now()
+        upload = Upload(
+            id=new_upload_id(),
+            length=length,
+            offset=0,
+            metadata=metadata,
+            created=now,
+            expires=now + self._settings.expiry,
+            concat="partial" if partial else None,
+        )
+        if upload.completed:
+            upload = replace(upload, expires=None)
+        await self._storage.create(upload.id)
+        await self._state.create(upload)
+        if body is None:
+            return upload
+        try:
+            async with self._locker.hold(upload.id, body.stop) as lease:
+                return await self._append_locked(upload, body, checksum, lease)
+        except BaseException:
+            # The client never learnt this upload's URL: nothing can resume it.
+            await self._forget(upload.id)
+            raise
+
+    async def append(
+        self,
+        upload_id: str,
+        *,
+        offset: int,
+        length: int | None,
+        body: Body,
+        checksum: Checksum | None = None,
+    ) -> Upload:
+        """Append a PATCH body at `offset` (409 if it is not the upload's), setting a deferred
+        length when `length` is given."""
+        async with self._locker.hold(upload_id, body.stop) as lease:
+            upload = await self.get(upload_id)
+            if upload.concat == "final":
+                raise ProtocolError("a final concatenated upload cannot be patched", 403)
+            if length is not None and length != upload.length:
+                if upload.length is not None:
+                    raise ProtocolError(
+                        f"Upload-Length is already {upload.length} and cannot change", 400
+                    )
+                if length < upload.offset:
+                    raise ProtocolError(
+                        f"Upload-Length {length} is less than the {upload.offset} bytes received",
+                        400,
+                    )
+                self._check_size(length)
+                upload = replace(upload, length=length)
+            if offset != upload.offset:
+                raise ProtocolError(
+                    f"Upload-Offset {offset} does not match the upload's offset {upload.offset}",
+                    409,
+                )
+            return await self._append_locked(upload, body, checksum, lease)
+
+    def _limit(self, upload: Upload) -> _Limit:
+        if upload.length is not None:
+            return _Limit(upload.length - upload.offset, f"Upload-Length {upload.length}")
+        if self._settings.max_size is not None:
+            return _Limit(
+                self._settings.max_size - upload.offset,
+                f"the server's {self._settings.max_size} byte limit",
+            )
+        return _Limit(sys.maxsize, "")
+
+    async def _append_locked(
+        self, upload: Upload, body: Body, checksum: Checksum | None, lease: Lease
+    ) -> Upload:
+        limit = self._limit(upload)
+        if body.declared is not None and body.declared > limit.remaining:
+            raise ProtocolError(f"{body.declared} more bytes would exceed {limit.reason}", 413)
+        writer = await self._storage.open_writer(upload.id, upload.offset, checksum)
+        self._writers += 1
+        try:
+            return await self._receive(upload, body, checksum, lease, limit, writer)
+        finally:
+            self._writers -= 1
+
+    def _batch_limit(self) -> int:
+        """Bytes to gather per write: large for few writers, smaller when many share memory."""
+        share = self._settings.write_buffer_budget // max(1, self._writers)
+        return max(MIN_BATCH_BYTES, min(self._settings.write_batch_bytes, share))
+
+    async def _receive(
+        self,
+        upload: Upload,
+        body: Body,
+        checksum: Checksum | None,
+        lease: Lease,
+        limit: _Limit,
+        writer: ByteWriter,
+    ) -> Upload:
+        batch: list[bytes] = []
+        batch_size = received = 0
+        batch_limit = self._batch_limit()
+        interrupted: BodyInterrupted | None = None
+        overflow = False
+        try:
+            while chunk := await body.read():
+                received += len(chunk)
+                if received > limit.remaining:
+                    overflow = True
+                    break
+                batch.append(chunk)
+                batch_size += len(chunk)
+                lease.touch(received)
+                if batch_size >= batch_limit or len(batch) >= MAX_BATCH_BUFFERS:
+                    await writer.write(batch)
+                    batch, batch_size = [], 0
+                    batch_limit = self._batch_limit()
+        except BodyInterrupted as exc:
+            interrupted = exc
+        except BaseException:
+            await writer.finish([], keep=False)
+            raise
+        # A cut-off body keeps what arrived, unless a checksum covered the whole of it.
+        keep = not overflow and (interrupted is None or checksum is None)
+        appended = await writer.finish(batch, keep=keep)
+        if overflow:
+            raise ProtocolError(f"the body is longer than {limit.reason} allows", 413)
+        if appended.checksum_mismatch:
+            raise ProtocolError("Upload-Checksum does not match the body; nothing was stored", 460)
+        now = self._now()
+        updated = replace(upload, offset=upload.offset + appended.kept)
+        updated = replace(
+            updated, expires=None if updated.completed else now + self._settings.expiry
+        )
+        await self._state.update(updated)
+        if interrupted is not None:
+            raise ProtocolError(
+                f"the body ended early ({interrupted}); "
+                f"{appended.kept} bytes were stored, offset is {updated.offset}",
+                400,
+            )
+        return updated
+
+    async def concatenate(self, *, parts: Sequence[str], metadata: str) -> Upload:
+        """A final upload made of complete partial uploads, in order."""
+        async with contextlib.AsyncExitStack() as stack:
+            for part_id in sorted(set(parts)):
+                await stack.enter_async_context(self._locker.hold(part_id, _noop))
+            total = 0
+            for part_id in parts:
+                part = await self._state.get(part_id)
+                if part is None or part.expired(self._now()):
+                    raise ProtocolError(f"partial upload {part_id} is unknown or expired", 400)
+                if part.concat != "partial":
+                    raise ProtocolError(f"upload {part_id} is not a partial upload", 400)
+                if not part.completed or part.length is None:
+                    raise ProtocolError(f"partial upload {part_id} is not finished", 400)
+                total += part.length
+            self._check_size(total)
+            upload_id = new_upload_id()
+            await self._storage.create(upload_id)
+            try:
+                size = await self._storage.concatenate(upload_id, parts)
+                if size != total:
+                    raise OSError(f"concatenated {size} bytes, expected {total}")
+                upload = Upload(
+                    id=upload_id,
+                    length=total,
+                    offset=total,
+                    metadata=metadata,
+                    created=self._now(),
+                    expires=None,
+                    concat="final",
+                    parts=tuple(parts),
+                )
+                await self._state.create(upload)
+            except BaseException:
+                await self._storage.delete(upload_id)
+                raise
+            return upload
+
+    async def terminate(self, upload_id: str, stop: Callable[[], None] = _noop) -> None:
+        """Delete the upload and its bytes (404 if unknown), stopping a PATCH still writing."""
+        async with self._locker.hold(upload_id, stop, preempt=True):
+            if await self._state.get(upload_id) is None:
+                raise ProtocolError(f"no upload {upload_id}", 404)
+            await self._forget(upload_id)
+
+    async def _forget(self, upload_id: str) -> None:
+        await self._state.delete(upload_id)
+        await self._storage.delete(upload_id)
+
+    async def purge_expired(self) -> int:
+        """Delete unfinished uploads whose expiry passed, with their bytes; returns how many."""
+        purged = 0
+        while ids := await self._state.expired(self._now()):
+            progressed = False
+            for upload_id in ids:
+                try:
+                    async with self._locker.hold(upload_id, _noop):
+                        upload = await self._state.get(upload_id)
+                        if upload is not None and upload.expired(self._now()):
+                            await self._forget(upload_id)
+                            purged += 1
+                            progressed = True
+                except UploadLockedError:
+                    continue  # someone is writing it: not abandoned after all
+            if not progressed:
+                break
+        if purged:
+            log.info("removed %d expired uploads", purged)
+        return purged

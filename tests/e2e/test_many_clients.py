@@ -1,0 +1,69 @@
+"""100 clients uploading at once to one `upwell serve` all succeed, in bounded server memory."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import sys
+from pathlib import Path
+
+from tests.support.files import fetch_sha256, make_file
+from tests.support.processes import free_port
+from upwell import ChunkedUploader
+
+MiB = 1024 * 1024
+
+
+def peak_rss_mib(pid: int) -> float:
+    """The kernel's high-water mark of the process's resident memory."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
+    raise AssertionError("no VmHWM")
+
+
+async def test_a_hundred_clients_at_once_all_succeed_within_256_mib(tmp_path: Path) -> None:
+    files = [
+        await asyncio.to_thread(make_file, tmp_path / f"client{i}.bin", 2 * MiB + i * 997, i)
+        for i in range(100)
+    ]
+    port = free_port()
+    server = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "upwell",
+        "serve",
+        "--port",
+        str(port),
+        "--data-dir",
+        str(tmp_path / "srv"),
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        import aiohttp
+
+        async with aiohttp.ClientSession() as s:
+            for _ in range(500):
+                try:
+                    async with s.get(f"http://127.0.0.1:{port}/healthz") as r:
+                        if r.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    await asyncio.sleep(0.02)
+        url = f"http://127.0.0.1:{port}/files/"
+        # 100 independent clients: each its own uploader and connection pool.
+        uploaders = [ChunkedUploader(target=url, chunk_size=512 * 1024) for _ in files]
+        results = await asyncio.gather(
+            *(u.upload_file(f) for u, f in zip(uploaders, files, strict=True))
+        )
+        failed = [r.error for r in results if not r.success]
+        assert not failed, failed[:3]
+        for f, r in zip(files[::10], results[::10], strict=True):
+            digest = await asyncio.to_thread(lambda f=f: hashlib.sha256(f.read_bytes()).hexdigest())
+            assert await fetch_sha256(r.file_uri or "") == (f.stat().st_size, digest)
+        peak = await asyncio.to_thread(peak_rss_mib, server.pid)
+        assert peak <= 256, f"server peak RSS {peak:.0f} MiB"
+    finally:
+        server.terminate()
+        await server.wait()

@@ -1,0 +1,88 @@
+"""Expiration: unfinished uploads expire (410), finished ones do not, and the sweep removes
+expired uploads with their bytes. Time moves only when the test moves it."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from aiohttp.test_utils import TestClient
+
+from upwell.protocols.tus import parse_expires
+from upwell.server.keys import UPLOADS
+
+from .conftest import TUS, FakeClock, MakeClient, create_upload, patch
+
+Client = TestClient[Any, Any]
+
+
+async def test_upload_expires_is_expiry_after_the_last_write(
+    make_client: MakeClient, fake_clock: FakeClock
+) -> None:
+    client = await make_client(expiry=timedelta(hours=1))
+    resp = await client.post("/files/", headers={**TUS, "Upload-Length": "10"})
+    assert parse_expires(resp.headers["Upload-Expires"]) == fake_clock.wall + timedelta(hours=1)
+    path = "/files/" + resp.headers["Location"].rsplit("/", 1)[1]
+    fake_clock.advance(1800)
+    resp = await patch(client, path, 0, b"abc")
+    assert parse_expires(resp.headers["Upload-Expires"]) == fake_clock.wall + timedelta(hours=1)
+    resp = await client.head(path, headers=TUS)
+    assert parse_expires(resp.headers["Upload-Expires"]) == fake_clock.wall + timedelta(hours=1)
+
+
+async def test_expired_unfinished_upload_is_410(
+    make_client: MakeClient, fake_clock: FakeClock
+) -> None:
+    client = await make_client(expiry=timedelta(hours=1))
+    path = await create_upload(client, 10)
+    fake_clock.advance(3601)
+    assert (await client.head(path, headers=TUS)).status == 410
+    resp = await patch(client, path, 0, b"abc")
+    assert resp.status == 410
+    assert "expired" in await resp.text()
+    assert (await client.get(path)).status == 410
+
+
+async def test_finished_upload_never_expires(
+    make_client: MakeClient, fake_clock: FakeClock, data_dir: Path
+) -> None:
+    client = await make_client(expiry=timedelta(hours=1))
+    path = await create_upload(client, 3)
+    resp = await patch(client, path, 0, b"abc")
+    assert "Upload-Expires" not in resp.headers
+    fake_clock.advance(10 * 3600)
+    assert await client.app[UPLOADS].purge_expired() == 0
+    resp = await client.head(path, headers=TUS)
+    assert resp.status == 200
+    assert "Upload-Expires" not in resp.headers
+    assert await (await client.get(path)).read() == b"abc"
+
+
+async def test_purge_removes_expired_uploads_with_their_bytes(
+    make_client: MakeClient, fake_clock: FakeClock, data_dir: Path
+) -> None:
+    client = await make_client(expiry=timedelta(hours=1))
+    old = await create_upload(client, 10)
+    await patch(client, old, 0, b"abc")
+    fake_clock.advance(3000)
+    young = await create_upload(client, 10)
+    fake_clock.advance(1000)
+    assert await client.app[UPLOADS].purge_expired() == 1
+    assert (await client.head(old, headers=TUS)).status == 404
+    assert not (data_dir / "files" / old.rsplit("/", 1)[1]).exists()
+    assert (await client.head(young, headers=TUS)).status == 200
+    assert (data_dir / "files" / young.rsplit("/", 1)[1]).exists()
+
+
+async def test_the_sweep_runs_every_cleanup_interval(
+    make_client: MakeClient, fake_clock: FakeClock, data_dir: Path
+) -> None:
+    client = await make_client(expiry=timedelta(hours=1), cleanup_interval=600)
+    await fake_clock.sleeping.wait()  # the start-up sweep is done
+    path = await create_upload(client, 10)
+    fake_clock.advance(3601)
+    fake_clock.wake()
+    await fake_clock.sleeping.wait()  # one more sweep
+    assert (await client.head(path, headers=TUS)).status == 404
+    assert list((data_dir / "files").iterdir()) == []
