@@ -72,6 +72,8 @@ class ChunkedUploader:
         self.progress_tracker = ProgressTracker()
         self._throttle = throttle
         self._compress = False
+        # Cancelling ends the remote upload, unless a session keeps it for a later resume.
+        self._abort_on_cancel = True
         self._sleep = sleep
         self._http: aiohttp.ClientSession | None = None
         self._owned_http = 0
@@ -202,7 +204,12 @@ class ChunkedUploader:
             sleep=self._sleep,
         )
         return await pipeline.run(
-            path, self.progress_tracker, task_id, display_name=display_name, journal=journal
+            path,
+            self.progress_tracker,
+            task_id,
+            display_name=display_name,
+            journal=journal,
+            abort_on_cancel=self._abort_on_cancel,
         )
 
     async def _transfer(
@@ -382,6 +389,7 @@ class ResumableUploader(ParallelUploader):
         self._throttle = throttle
         self.compression_enabled = compression_enabled
         self._compress = compression_enabled
+        self._abort_on_cancel = False
         self.session_expiry = session_expiry
         self.resume = resume
         self.session_manager = session_manager or SessionManager(

@@ -151,3 +151,34 @@ async def test_seed_polish_examples_run_as_written(upwell_server: str, tmp_path:
     assert status is not None and status["status"] == "complete"
     assert await uploader.session_manager.delete_session("my-video-upload")
     assert await uploader.session_manager.cleanup_expired_sessions() == 0
+
+
+async def test_compressible_chunks_go_gzipped_and_arrive_identical(
+    upwell_server: str, tmp_path: Path
+) -> None:
+    src = tmp_path / "app.log"
+    src.write_bytes(
+        b"".join(
+            b"2026-11-22 12:00:%02d INFO request served in 3 ms\n" % (i % 60)
+            for i in range(200_000)
+        )
+    )
+    size = src.stat().st_size
+    uploader = ResumableUploader(
+        target=upwell_server, chunk_size=1 * MiB, session_dir=tmp_path / "s"
+    )
+    result = await uploader.upload_file_resumable(src)
+    assert result.success, result.error
+    assert result.bytes_sent == size
+    assert result.compression_ratio < 0.2
+    assert await fetch_sha256(result.file_uri or "") == (size, sha256_of(src))
+
+
+async def test_random_bytes_are_not_compressed(upwell_server: str, tmp_path: Path) -> None:
+    src = make_file(tmp_path / "video.mp4", 3 * MiB, seed=8)
+    uploader = ResumableUploader(
+        target=upwell_server, chunk_size=1 * MiB, session_dir=tmp_path / "s"
+    )
+    result = await uploader.upload_file_resumable(src)
+    assert result.success, result.error
+    assert result.compression_ratio == 1.0

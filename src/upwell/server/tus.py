@@ -18,11 +18,12 @@ from aiohttp import StreamReader, web
 from ..errors import ProtocolError
 from ..protocols import tus
 from .downloads import download
+from .encoding import ACCEPTED, decoded_body
 from .ids import is_upload_id
 from .keys import SETTINGS, UPLOADS, WRITES
 from .state import Upload
 from .storage import Checksum
-from .uploads import BodyInterrupted
+from .uploads import Body, BodyInterrupted
 from .urls import upload_id_from_url, upload_url
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -96,14 +97,9 @@ def _forget_write(writes: set[asyncio.Task[Any]]) -> Callable[[asyncio.Task[Any]
     return done
 
 
-def request_body(request: web.Request) -> RequestBody:
-    """The PATCH/POST body as the bytes to append."""
-    encoding = request.headers.get("Content-Encoding", "").strip().lower()
-    if encoding not in ("", "identity"):
-        # Hook for compressed PATCH bodies: wrap RequestBody in a decoder here, count offsets in
-        # decoded bytes, and bound the decoded size by the upload's remaining length.
-        raise ProtocolError(f"Content-Encoding {encoding[:20]!r} is not supported", 415)
-    return RequestBody(request)
+def request_body(request: web.Request) -> Body:
+    """The PATCH/POST body as the bytes to append, decoded per its Content-Encoding."""
+    return decoded_body(RequestBody(request), request.headers.get("Content-Encoding", ""))
 
 
 def _checksum(request: web.Request) -> Checksum | None:
@@ -139,6 +135,8 @@ def server_headers(request: web.Request) -> dict[str, str]:
         "Tus-Version": tus.TUS_VERSION,
         "Tus-Extension": ",".join(tus.EXTENSIONS),
         "Tus-Checksum-Algorithm": ",".join(tus.CHECKSUM_ALGORITHMS),
+        # RFC 7694: the content codings this server decodes in request bodies.
+        "Accept-Encoding": ",".join(ACCEPTED),
     }
     if settings.max_size is not None:
         headers["Tus-Max-Size"] = str(settings.max_size)
