@@ -13,7 +13,7 @@ ACTIVE at once, so neither waits on processing):
 Time is the wall clock of the client process, start-up included; peak RSS is the client's
 (GNU time's %M when installed, and psutil polling of its process tree; see bench_tus.measure).
 Runs alternate between the clients; after each, the stored bytes' SHA-256 is checked (untimed)
-and the file deleted. Writes its section to benchmarks/out/gemini.md.
+and the file deleted. Writes its section of BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from benchmarks.sections import write_section  # noqa: E402
 
 MIB = 1024 * 1024
 KEY = "bench-key"
-OUT = ROOT / "benchmarks" / "out" / "gemini.md"
+OUT = ROOT / "BENCHMARKS.md"
 
 # `upwell` with the Gemini commands, whether or not cli.py registers them yet.
 UPWELL = [

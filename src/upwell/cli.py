@@ -17,6 +17,7 @@ from typing import Any
 
 import click
 
+from .cli_gemini import emulate, files
 from .config import DEFAULT_TARGET, Settings, parse_rate, parse_size
 from .errors import ConfigError, SessionError, UpwellError
 from .progress import UploadProgress, to_ndjson
@@ -135,8 +136,10 @@ def upload(
     as_json: bool,
 ) -> int:
     """Upload PATHS (several files go at once); a cut-off run resumes when run again."""
+    from .memory import return_large_buffers_to_os
     from .uploaders import ResumableUploader
 
+    return_large_buffers_to_os()
     for path in paths:
         if not path.exists():
             raise click.UsageError(f"{path}: no such file")
@@ -160,7 +163,9 @@ def upload(
     if not as_json:
         for r in results:
             if r.success:
-                click.echo(f"{r.file_path} -> {r.file_uri}")
+                uri = r.file_uri or ""
+                named = r.file_name and uri.rsplit("/", 1)[-1] != r.file_name
+                click.echo(f"{r.file_path} -> {uri}" + (f" ({r.file_name})" if named else ""))
     return EXIT_FAILED if failed else 0
 
 
@@ -335,6 +340,10 @@ def sessions_cleanup(session_dir: Path) -> int:
 
     click.echo(f"removed {asyncio.run(run())} expired session(s)")
     return 0
+
+
+cli.add_command(emulate)
+cli.add_command(files)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

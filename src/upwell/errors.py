@@ -59,5 +59,10 @@ class TargetError(UpwellError):
         self.retry_after = retry_after
 
 
+class UploadGone(TargetError):
+    """The target no longer knows an upload an earlier run started (expired, removed): it must
+    start over."""
+
+
 class UploadCancelled(UpwellError):
     """The upload was cancelled by its caller."""

@@ -25,13 +25,13 @@ from .engine.pipeline import Journal, Outcome, Pipeline, Throttle
 from .engine.planner import Plan, plan_upload
 from .engine.retry import RetryPolicy, Sleep
 from .engine.throttle import AdaptiveBandwidthThrottle, BandwidthThrottle
-from .errors import FileChangedError, SourceError, TargetError, UpwellError
+from .errors import FileChangedError, SourceError, UploadGone, UpwellError
 from .progress import ProgressCallback, ProgressTracker, UploadProgress
 from .results import ChunkMetadata, UploadResult
 from .sessions.manager import SessionManager, default_session_dir
 from .sessions.session import DEFAULT_EXPIRY, UploadSession, derive_session_id
 from .sessions.store import check_session_id
-from .targets.base import SourceInfo, Target
+from .targets.base import RemoteFile, SourceInfo, Target
 from .targets.http import new_session
 from .targets.resolve import resolve_target
 
@@ -530,16 +530,21 @@ class ResumableUploader(ParallelUploader):
             await self._discard(session)
             session = None
         if session is not None and session.status == "complete" and session.file_uri:
-            return self._session_result(path, session)
+            if await self._still_there(session):
+                return self._session_result(path, session)
+            self.progress_tracker.update_progress(
+                task_id, message="The target no longer has the file: uploading again", force=True
+            )
+            await self.session_manager.delete_session(session.session_id)
+            session = None
         for attempt in range(2):
             if session is None:
                 session = await self.create_session(path, sid)
             resumed = bool(session.target_state)
             try:
                 outcome = await self._run_session(path, display_name, task_id, session)
-            except (FileChangedError, TargetError) as exc:
-                gone = isinstance(exc, TargetError) and exc.status in (404, 410)
-                if attempt == 0 and resumed and (gone or isinstance(exc, FileChangedError)):
+            except (FileChangedError, UploadGone) as exc:
+                if attempt == 0 and resumed:
                     # What the earlier run left is unusable: start over, once.
                     self.progress_tracker.update_progress(
                         task_id, message=f"Cannot resume ({exc}); starting over", force=True
@@ -554,6 +559,7 @@ class ResumableUploader(ParallelUploader):
                 raise
             session.status = "complete"
             session.file_uri = outcome.remote.uri
+            session.file_name = outcome.remote.name
             session.file_checksum = outcome.sha256
             session.error = None
             await self.session_manager.save_session(session)
@@ -603,6 +609,16 @@ class ResumableUploader(ParallelUploader):
             max_parallel=session.parts if session.target_state else None,
         )
 
+    async def _still_there(self, session: UploadSession) -> bool:
+        assert session.file_uri is not None
+        file = RemoteFile(session.file_uri, session.file_name or "", session.file_size)
+        await self.open()
+        try:
+            assert self._http is not None
+            return await self.target.still_has(self._http, file)
+        finally:
+            await self.close()
+
     async def _fail(self, session: UploadSession, exc: BaseException) -> None:
         session.status = "failed" if not session.target_state else "paused"
         session.error = str(exc)
@@ -641,7 +657,7 @@ class ResumableUploader(ParallelUploader):
             success=True,
             file_path=str(path),
             file_uri=session.file_uri,
-            file_name=(session.file_uri or "").rstrip("/").rsplit("/", 1)[-1],
+            file_name=session.file_name,
             total_size=session.file_size,
             chunks_uploaded=len(session.chunks_completed),
             total_chunks=session.total_chunks,

@@ -169,7 +169,7 @@ def test_usage_errors_exit_2() -> None:
 
 
 def test_kill_9_mid_upload_then_the_same_command_resumes(tmp_path: Path) -> None:
-    G = 256 * 1024
+    G = 8 * 1024 * 1024  # `--to gemini` plans for the real service's granularity
     faults = FaultPlan(stall_requests=frozenset({3}))  # the third chunk request hangs
     apps: list[web.Application] = []
 
@@ -179,7 +179,7 @@ def test_kill_9_mid_upload_then_the_same_command_resumes(tmp_path: Path) -> None
         )
         return apps[-1]
 
-    src = make_file(tmp_path / "big.mov", 6 * G + 5, seed=3)
+    src = make_file(tmp_path / "big.mov", 3 * G + 5, seed=3)
     size = src.stat().st_size
     with emulator_in_thread(make_app) as url:
         env = {
@@ -188,12 +188,12 @@ def test_kill_9_mid_upload_then_the_same_command_resumes(tmp_path: Path) -> None
             "GEMINI_BASE_URL": url,
             "UPLOAD_SESSION_DIR": str(tmp_path / "sessions"),
         }
-        argv = ["upload", str(src), "--to", "gemini", "--chunk-size", "256KiB", "--json"]
+        argv = ["upload", str(src), "--to", "gemini", "--chunk-size", "8MiB", "--json"]
         first = subprocess.Popen(
             [*UPWELL, *argv], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env
         )
         try:
-            assert faults.stalled.wait(30), "the upload never reached its third chunk"
+            assert faults.stalled.wait(20), "the upload never reached its third chunk"
         finally:
             first.kill()  # SIGKILL: no cleanup, no abort, the session stays as it was
             first.wait()

@@ -182,3 +182,23 @@ async def test_random_bytes_are_not_compressed(upwell_server: str, tmp_path: Pat
     result = await uploader.upload_file_resumable(src)
     assert result.success, result.error
     assert result.compression_ratio == 1.0
+
+
+async def test_a_finished_file_the_server_lost_is_uploaded_again(
+    upwell_server: str, tmp_path: Path
+) -> None:
+    import aiohttp
+
+    src = make_file(tmp_path / "gone.bin", 1 * MiB, seed=9)
+    uploader = ResumableUploader(target=upwell_server, session_dir=tmp_path / "s")
+    first = await uploader.upload_file_resumable(src)
+    assert first.success and first.file_uri
+    async with (
+        aiohttp.ClientSession() as s,
+        s.delete(first.file_uri, headers={"Tus-Resumable": "1.0.0"}) as r,
+    ):
+        assert r.status == 204
+    again = await uploader.upload_file_resumable(src)
+    assert again.success, again.error
+    assert again.file_uri != first.file_uri and again.bytes_sent == 1 * MiB
+    assert await fetch_sha256(again.file_uri or "") == (1 * MiB, sha256_of(src))

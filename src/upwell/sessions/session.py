@@ -46,6 +46,7 @@ class UploadSession:
     file_mtime_ns: int = 0
     parts: int = 1
     file_uri: str | None = None
+    file_name: str | None = None
     display_name: str | None = None
     error: str | None = None
 
@@ -91,6 +92,7 @@ class UploadSession:
                 file_mtime_ns=int(data.get("file_mtime_ns", 0)),
                 parts=int(data.get("parts", 1)),
                 file_uri=data.get("file_uri"),
+                file_name=data.get("file_name"),
                 display_name=data.get("display_name"),
                 error=data.get("error"),
             )

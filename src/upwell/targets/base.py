@@ -90,6 +90,11 @@ class Target(ABC):
     async def open(self, http: aiohttp.ClientSession) -> Capabilities:
         """Discover what the target can do (cached after the first call)."""
 
+    async def still_has(self, http: aiohttp.ClientSession, file: RemoteFile) -> bool:
+        """Whether a file an earlier run finished is still at the target (so a repeated upload
+        can be skipped); targets that cannot tell say yes."""
+        return True
+
     @abstractmethod
     def new_upload(
         self,

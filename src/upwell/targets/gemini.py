@@ -22,7 +22,7 @@ import aiohttp
 
 from ..engine.planner import Part, Plan
 from ..engine.retry import Sleep
-from ..errors import ConfigError, IntegrityError, ProtocolError, TargetError
+from ..errors import ConfigError, IntegrityError, ProtocolError, TargetError, UploadGone
 from ..protocols import google_resumable as gr
 from ..protocols.http import RETRYABLE_STATUSES, parse_retry_after
 from .base import Body, RemoteFile, RemoteUpload, SourceInfo, Target
@@ -168,6 +168,19 @@ class GeminiTarget(Target):
                 raise self.api_error(r.status, r.headers, what, text)
         return _parse_file(text, what)
 
+    async def find_file(self, http: aiohttp.ClientSession, name: str) -> RemoteFile | None:
+        """The file `name` as a RemoteFile, or None when the service no longer has it (deleted,
+        or expired after 48 h): lets a completed session check its result still stands."""
+        try:
+            return remote_file(await self.get_file(http, name))
+        except TargetError as exc:
+            if exc.status in (403, 404):
+                return None
+            raise
+
+    async def still_has(self, http: aiohttp.ClientSession, file: RemoteFile) -> bool:
+        return await self.find_file(http, file.name) is not None
+
     async def list_files(
         self, http: aiohttp.ClientSession, page_size: int = 100, page_token: str | None = None
     ) -> tuple[list[gr.GeminiFile], str | None]:
@@ -207,6 +220,22 @@ class GeminiTarget(Target):
         async with request(http, "DELETE", url, what, headers=self.api_headers()) as r:
             if r.status not in (200, 204):
                 raise self.api_error(r.status, r.headers, what, await r.text())
+
+
+def remote_file(file: gr.GeminiFile) -> RemoteFile:
+    """The RemoteFile for a File resource (what uploads return)."""
+    return RemoteFile(
+        uri=file.uri,
+        name=file.name,
+        size=file.size,
+        sha256=file.sha256,
+        extra={
+            "mime_type": file.mime_type,
+            "display_name": file.display_name,
+            "state": file.state,
+            "expiration_time": file.expiration_time,
+        },
+    )
 
 
 def _file_name(name: str) -> str:
@@ -257,17 +286,20 @@ class GeminiUpload(RemoteUpload):
         """The same error with the upload URL (a credential) taken out of its message."""
         message = str(exc)
         url = self._upload_url
-        if url and (url in message or (urlsplit(url).query and urlsplit(url).query in message)):
-            message = message.replace(url, "<upload URL>").replace(
-                urlsplit(url).query, "<upload id>"
-            )
-            return TargetError(
-                message, status=exc.status, retryable=exc.retryable, retry_after=exc.retry_after
-            )
-        return exc
+        if not url:
+            return exc
+        query = urlsplit(url).query
+        clean = message.replace(url, "<upload URL>")
+        if query:
+            clean = clean.replace(query, "<upload id>")
+        if clean == message:
+            return exc
+        return TargetError(
+            clean, status=exc.status, retryable=exc.retryable, retry_after=exc.retry_after
+        )
 
     def _gone(self, status: int, what: str, detail: str) -> TargetError:
-        return TargetError(
+        return UploadGone(
             f"{what}: the service no longer knows this upload (HTTP {status}"
             + (f": {detail}" if detail else "")
             + "); the upload must start over",
@@ -368,15 +400,19 @@ class GeminiUpload(RemoteUpload):
             raise self._gone(410, what, "cancelled")
         if code == 404:
             raise self._gone(code, what, gr.parse_error(text).message)
-        if (
-            400 <= code < 500
-            and status is not None
-            and status.status == gr.ACTIVE
-            and status.size_received is not None
-            and status.size_received != body.offset
-        ):
-            # Our offset is stale (another writer, a lost answer): ask where it stands, resend.
-            return status.size_received
+        if 400 <= code < 500 and code not in RETRYABLE_STATUSES:
+            # A refused chunk may only mean our offset is stale: a cut request the service
+            # finished storing after we asked. If it holds more or less than we thought, go
+            # on from there; if not, the refusal stands.
+            received = (
+                status.size_received
+                if status is not None and status.size_received is not None
+                else await self._query()
+            )
+            if self._file is not None:
+                return self._size  # the query found the upload final: it is all there
+            if received != body.offset:
+                return received
         raise self._t.api_error(code, rheaders, what, text)
 
     async def _finalize_empty(self) -> None:
@@ -419,18 +455,7 @@ class GeminiUpload(RemoteUpload):
             raise IntegrityError(
                 f"{file.name}: the service stored {file.size} bytes, the file has {self._size}"
             )
-        return RemoteFile(
-            uri=file.uri,
-            name=file.name,
-            size=file.size,
-            sha256=file.sha256,
-            extra={
-                "mime_type": file.mime_type,
-                "display_name": file.display_name,
-                "state": file.state,
-                "expiration_time": file.expiration_time,
-            },
-        )
+        return remote_file(file)
 
     async def abort(self) -> None:
         if self._upload_url is None or self._file is not None:

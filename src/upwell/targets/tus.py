@@ -13,7 +13,7 @@ import aiohttp
 from aiohttp.payload import AsyncIterablePayload
 
 from ..engine.planner import Part, Plan
-from ..errors import ProtocolError, TargetError
+from ..errors import ProtocolError, TargetError, UploadGone
 from ..protocols import tus
 from ..protocols.http import error_for_status
 from .base import Body, RemoteFile, RemoteUpload, SourceInfo, Target
@@ -75,6 +75,16 @@ class TusTarget(Target):
             max_size=info.max_size,
         )
         return self._caps
+
+    async def still_has(self, http: aiohttp.ClientSession, file: RemoteFile) -> bool:
+        what = "HEAD (finished upload)"
+        async with request(http, "HEAD", file.uri, what, headers=self.headers()) as r:
+            if r.status in (404, 410):
+                return False
+            if r.status >= 300:
+                raise error_for_status(r.status, r.headers, what)
+            length = r.headers.get("Upload-Length")
+            return length is not None and r.headers.get("Upload-Offset") == length
 
     def new_upload(
         self,
@@ -177,7 +187,10 @@ class TusUpload(RemoteUpload):
         what = f"HEAD (offset of part {part.index})"
         async with request(self._http, "HEAD", url, what, headers=self._t.headers()) as r:
             if r.status in (404, 410):
-                raise TargetError(f"{what}: the upload is gone from the server (HTTP {r.status})")
+                raise UploadGone(
+                    f"{what}: the server no longer has this upload (HTTP {r.status})",
+                    status=r.status,
+                )
             if r.status >= 300:
                 raise error_for_status(r.status, r.headers, what)
             return self._read_offset(r, what)

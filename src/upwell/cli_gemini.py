@@ -1,0 +1,297 @@
+"""`upwell emulate gemini` and `upwell files list|get|rm`: click commands for `upwell.cli`.
+
+The API key comes from $GEMINI_API_KEY (never from an argument, where `ps` and shell history
+would show it). Errors are one line; exit codes as for `upwell`: 0 ok, 1 failed, 2 usage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+
+from .config import parse_size
+from .errors import ConfigError, UpwellError
+from .protocols.google_resumable import DEFAULT_GRANULARITY, MAX_FILE_SIZE, GeminiFile
+
+T = TypeVar("T")
+
+
+def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        return parse_size(value, what=f"--{(param.name or 'size').replace('_', '-')}")
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+# -- upwell emulate gemini ------------------------------------------------------------------
+@click.group()
+def emulate() -> None:
+    """Run a local emulator of a provider's file API (tests, offline work)."""
+
+
+@emulate.command("gemini")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
+@click.option("--port", default=8090, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--data-dir",
+    default="./gemini-emulator-data",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where uploaded bytes and file records are kept.",
+)
+@click.option(
+    "--api-key-env",
+    metavar="VAR",
+    default=None,
+    help="Accept only the key in this environment variable (default: any key).",
+)
+@click.option(
+    "--granularity",
+    default=str(DEFAULT_GRANULARITY),
+    callback=_size,
+    metavar="SIZE",
+    help="Chunk granularity the emulator demands (real service: 8MiB).",
+)
+@click.option(
+    "--max-size",
+    default=str(MAX_FILE_SIZE),
+    callback=_size,
+    metavar="SIZE",
+    help="Largest file accepted (real service: 2GiB).",
+)
+@click.option(
+    "--processing-polls",
+    default=1,
+    show_default=True,
+    type=click.IntRange(0),
+    help="GETs a new file stays PROCESSING before it is ACTIVE.",
+)
+@click.option(
+    "--fail-every",
+    default=0,
+    type=click.IntRange(0),
+    metavar="N",
+    help="Answer every Nth chunk request with --fail-status.",
+)
+@click.option("--fail-status", default=503, show_default=True, type=click.IntRange(400, 599))
+@click.option(
+    "--drop-after",
+    default=None,
+    callback=_size,
+    metavar="BYTES",
+    help="Cut the connection of some chunk requests after this many body bytes.",
+)
+@click.option(
+    "--drop-every",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1),
+    metavar="N",
+    help="With --drop-after: which chunk requests are cut (every Nth).",
+)
+@click.option(
+    "--stall-every",
+    default=0,
+    type=click.IntRange(0),
+    metavar="N",
+    help="Every Nth chunk request hangs unanswered for --stall-seconds.",
+)
+@click.option("--stall-seconds", default=30.0, show_default=True, type=click.FloatRange(0))
+@click.option(
+    "--delay",
+    default=0.0,
+    type=click.FloatRange(0, 60),
+    metavar="SECONDS",
+    help="Wait this long before every answer (a slow service).",
+)
+@click.option("--fail-processing", is_flag=True, help="Finished files end FAILED.")
+def emulate_gemini(
+    host: str,
+    port: int,
+    data_dir: Path,
+    api_key_env: str | None,
+    granularity: int,
+    max_size: int,
+    processing_polls: int,
+    fail_every: int,
+    fail_status: int,
+    drop_after: int | None,
+    drop_every: int,
+    stall_every: int,
+    stall_seconds: float,
+    delay: float,
+    fail_processing: bool,
+) -> int:
+    """Emulate the Gemini Files API (resumable uploads, files get/list/delete) on HOST:PORT.
+
+    Point upwell or the official SDK at it with GEMINI_BASE_URL / GOOGLE_GEMINI_BASE_URL.
+    """
+    from .emulators.gemini import FaultPlan, create_gemini_app
+    from .emulators.runner import serve_until_signalled
+
+    api_key: str | None = None
+    if api_key_env is not None:
+        api_key = os.environ.get(api_key_env, "").strip()
+        if not api_key:
+            raise click.UsageError(f"--api-key-env {api_key_env}: that variable is not set")
+    if granularity < 1:
+        raise click.UsageError("--granularity must be positive")
+    faults = FaultPlan(
+        fail_every=fail_every,
+        fail_status=fail_status,
+        drop_after=drop_after,
+        drop_every=drop_every if drop_after is not None else 0,
+        stall_every=stall_every,
+        stall_seconds=stall_seconds,
+        delay=delay,
+        fail_processing=fail_processing,
+    )
+    app = create_gemini_app(
+        data_dir,
+        api_key=api_key,
+        faults=faults,
+        granularity=granularity,
+        processing_polls=processing_polls,
+        max_size=max_size,
+    )
+
+    def ready(url: str) -> None:
+        click.echo(f"Gemini Files API emulator at {url} (set GEMINI_BASE_URL={url})")
+        sys.stdout.flush()
+
+    try:
+        asyncio.run(serve_until_signalled(app, host, port, ready))
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot serve on {host}:{port}: {exc.strerror or exc}"
+        ) from None
+    return 0
+
+
+# -- upwell files ---------------------------------------------------------------------------
+_to = click.option(
+    "--to",
+    "to",
+    default="gemini",
+    show_default=True,
+    metavar="TARGET",
+    help="Where the files are (only 'gemini' has files to manage).",
+)
+_json = click.option("--json", "as_json", is_flag=True, help="Write JSON to stdout.")
+
+
+def _run(to: str, work: Callable[[Any, Any], Awaitable[T]]) -> T:
+    """Run `work(target, http)` against the Gemini target named by `to` and the environment."""
+    from .targets.gemini import GeminiTarget
+    from .targets.http import new_session
+    from .targets.resolve import resolve_target
+
+    if to != "gemini":
+        raise click.UsageError(f"--to {to!r}: files can only be managed at 'gemini'")
+    try:
+        target = resolve_target("gemini")
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+    assert isinstance(target, GeminiTarget)
+
+    async def main() -> T:
+        async with new_session(connections=4, connect_timeout=30, read_timeout=120) as http:
+            return await work(target, http)
+
+    try:
+        return asyncio.run(main())
+    except ConfigError as exc:
+        raise click.UsageError(str(exc)) from None
+
+
+def _size_text(n: int) -> str:
+    from .engine.pipeline import human_size
+
+    return human_size(n)
+
+
+def _line(f: GeminiFile) -> str:
+    return "  ".join(
+        [f.name, _size_text(f.size).rjust(10), f.state.ljust(10), f.display_name or "-", f.uri]
+    )
+
+
+@click.group()
+def files() -> None:
+    """List, show and delete files at the Gemini Files API (key: $GEMINI_API_KEY)."""
+
+
+@files.command("list")
+@_to
+@_json
+@click.option("--page-size", default=100, show_default=True, type=click.IntRange(1, 100))
+@click.option("--limit", default=None, type=click.IntRange(1), help="Stop after N files.")
+def files_list(to: str, as_json: bool, page_size: int, limit: int | None) -> int:
+    """List the project's files, newest first (NDJSON with --json)."""
+
+    async def work(target: Any, http: Any) -> int:
+        count = 0
+        async for f in target.iter_files(http, page_size):
+            click.echo(json.dumps(f.summary()) if as_json else _line(f))
+            count += 1
+            if limit is not None and count >= limit:
+                break
+        return 0
+
+    return _run(to, work)
+
+
+@files.command("get")
+@_to
+@_json
+@click.argument("name")
+def files_get(to: str, as_json: bool, name: str) -> int:
+    """Show the file NAME (files/<id>, <id> or its URI)."""
+
+    async def work(target: Any, http: Any) -> GeminiFile:
+        f: GeminiFile = await target.get_file(http, name)
+        return f
+
+    f = _run(to, work)
+    if as_json:
+        click.echo(json.dumps(f.summary()))
+    else:
+        for key, value in f.summary().items():
+            if value is not None:
+                click.echo(f"{key}: {value}")
+    return 0
+
+
+@files.command("rm")
+@_to
+@_json
+@click.argument("names", nargs=-1, required=True)
+def files_rm(to: str, as_json: bool, names: tuple[str, ...]) -> int:
+    """Delete the files NAMES; goes on past failures, exit 1 if any failed."""
+
+    async def work(target: Any, http: Any) -> int:
+        failed = 0
+        for name in names:
+            try:
+                await target.delete_file(http, name)
+            except UpwellError as exc:
+                failed += 1
+                click.echo(f"upwell: error: {exc}", err=True)
+                if as_json:
+                    click.echo(json.dumps({"name": name, "deleted": False, "error": str(exc)}))
+                continue
+            click.echo(
+                json.dumps({"name": name, "deleted": True}) if as_json else f"deleted {name}"
+            )
+        return 1 if failed else 0
+
+    return _run(to, work)

@@ -1,0 +1,1 @@
+"""Local emulators of providers' file APIs, for tests and offline work."""

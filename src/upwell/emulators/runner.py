@@ -1,0 +1,99 @@
+"""Run an emulator app: in this loop (`running_emulator`), in a background thread for
+synchronous callers such as the official SDK (`emulator_in_thread`), or for the CLI."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+
+from aiohttp import web
+
+SHUTDOWN_TIMEOUT = 5.0
+
+
+def _url_host(host: str) -> str:
+    if host in ("", "0.0.0.0"):
+        return "127.0.0.1"
+    if host == "::":
+        return "[::1]"
+    return f"[{host}]" if ":" in host else host
+
+
+@contextlib.asynccontextmanager
+async def running_emulator(
+    app: web.Application, host: str = "127.0.0.1", port: int = 0
+) -> AsyncIterator[str]:
+    """Serve `app` while the block runs; yields its base URL (port 0: a free port)."""
+    runner = web.AppRunner(
+        app, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT, access_log=None
+    )
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port, reuse_address=True)
+        await site.start()
+        bound = port
+        for address in runner.addresses:
+            if isinstance(address, tuple) and len(address) >= 2:
+                bound = int(address[1])
+                break
+        yield f"http://{_url_host(host)}:{bound}"
+    finally:
+        await runner.cleanup()
+
+
+@contextlib.contextmanager
+def emulator_in_thread(
+    make_app: Callable[[], web.Application], host: str = "127.0.0.1", port: int = 0
+) -> Iterator[str]:
+    """Serve the app `make_app()` builds from a background thread's event loop; yields its
+    base URL. For synchronous code (the official SDK's client does blocking I/O)."""
+    ready = threading.Event()
+    url: list[str] = []
+    failure: list[BaseException] = []
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+
+    async def main() -> None:
+        try:
+            async with running_emulator(make_app(), host, port) as base:
+                url.append(base)
+                ready.set()
+                await stop.wait()
+        except BaseException as exc:  # reported to the caller's thread
+            failure.append(exc)
+            ready.set()
+
+    thread = threading.Thread(target=loop.run_until_complete, args=(main(),), daemon=True)
+    thread.start()
+    ready.wait()
+    try:
+        if failure:
+            raise failure[0]
+        yield url[0]
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join()
+        loop.close()
+
+
+async def serve_until_signalled(
+    app: web.Application, host: str, port: int, on_ready: Callable[[str], None]
+) -> None:
+    """Serve until SIGINT/SIGTERM (or cancellation); `on_ready(base_url)` once listening."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    installed: list[signal.Signals] = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
+            loop.add_signal_handler(sig, stop.set)
+            installed.append(sig)
+    try:
+        async with running_emulator(app, host, port) as url:
+            on_ready(url)
+            await stop.wait()
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
