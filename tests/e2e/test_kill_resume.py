@@ -14,26 +14,10 @@ from pathlib import Path
 import pytest
 
 from tests.support.files import fetch_sha256, make_file
-from tests.support.processes import free_port
+from tests.support.processes import serve_process_async
 from tests.support.proxy import fault_proxy
 
 MiB = 1024 * 1024
-
-
-async def wait_healthy(url: str, proc: asyncio.subprocess.Process) -> None:
-    import aiohttp
-
-    async with aiohttp.ClientSession() as s:
-        for _ in range(500):
-            if proc.returncode is not None:
-                raise RuntimeError("upwell serve exited early")
-            try:
-                async with s.get(url) as r:
-                    if r.status == 200:
-                        return
-            except aiohttp.ClientError:
-                await asyncio.sleep(0.02)
-    raise TimeoutError(url)
 
 
 @pytest.mark.parametrize("parallel", [1, 3])
@@ -43,66 +27,47 @@ async def test_kill_9_then_rerun_sends_only_what_is_missing(tmp_path: Path, para
     size = 48 * MiB + rng.randrange(MiB)
     chunk = 2 * MiB
     src = await asyncio.to_thread(make_file, tmp_path / "dataset.bin", size, seed)
-    port = free_port()
     env = {**os.environ, "UPLOAD_SESSION_DIR": str(tmp_path / "sessions"), "PYTHONUNBUFFERED": "1"}
-    server = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "upwell",
-        "serve",
-        "--port",
-        str(port),
-        "--data-dir",
-        str(tmp_path / "srv"),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    try:
-        await wait_healthy(f"http://127.0.0.1:{port}/healthz", server)
-        async with fault_proxy(f"http://127.0.0.1:{port}/files/") as proxy:
-            args = [
-                sys.executable,
-                "-m",
-                "upwell",
-                "upload",
-                str(src),
-                "--to",
-                proxy.url(),
-                "--chunk-size",
-                "2MiB",
-                "--parallel",
-                str(parallel),
-                "--json",
-                "--limit-rate",
-                "40MiB/s",
-            ]
-            kill_at = rng.uniform(0.2, 0.8) * size
-            first = await asyncio.create_subprocess_exec(
-                *args, stdout=asyncio.subprocess.PIPE, env=env
-            )
-            assert first.stdout is not None
-            async for line in first.stdout:
-                if json.loads(line)["bytes_uploaded"] >= kill_at:
-                    break
-            first.send_signal(signal.SIGKILL)
-            await first.wait()
-            assert first.returncode == -signal.SIGKILL
-            # What the server holds is what the first run achieved; the rest must follow.
-            held = proxy.bytes_up
-            sent_before = proxy.bytes_up
-            second = await asyncio.create_subprocess_exec(
-                *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
-            )
-            out, err = await second.communicate()
-            assert second.returncode == 0, (seed, err.decode())
-            last = json.loads(out.decode().splitlines()[-1])
-            assert last["stage"] == "complete"
-            resent = proxy.bytes_up - sent_before
-            missing = max(0, size - held) if held < size else 0
-            assert resent <= missing + parallel * chunk + 256 * 1024, (seed, resent, missing)
-            assert resent < size, seed
-            digest = await asyncio.to_thread(lambda: hashlib.sha256(src.read_bytes()).hexdigest())
-            assert await fetch_sha256(last["file_uri"]) == (size, digest), seed
-    finally:
-        server.terminate()
-        await server.wait()
+    async with serve_process_async(tmp_path / "srv") as (url, _pid), fault_proxy(url) as proxy:
+        args = [
+            sys.executable,
+            "-m",
+            "upwell",
+            "upload",
+            str(src),
+            "--to",
+            proxy.url(),
+            "--chunk-size",
+            "2MiB",
+            "--parallel",
+            str(parallel),
+            "--json",
+            "--limit-rate",
+            "40MiB/s",
+        ]
+        kill_at = rng.uniform(0.2, 0.8) * size
+        first = await asyncio.create_subprocess_exec(
+            *args, stdout=asyncio.subprocess.PIPE, env=env
+        )
+        assert first.stdout is not None
+        async for line in first.stdout:
+            if json.loads(line)["bytes_uploaded"] >= kill_at:
+                break
+        first.send_signal(signal.SIGKILL)
+        await first.wait()
+        assert first.returncode == -signal.SIGKILL
+        # The first run put at most this much on the wire; the server holds no more than that.
+        sent_before = proxy.bytes_up
+        second = await asyncio.create_subprocess_exec(
+            *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
+        )
+        out, err = await second.communicate()
+        assert second.returncode == 0, (seed, err.decode())
+        last = json.loads(out.decode().splitlines()[-1])
+        assert last["stage"] == "complete"
+        resent = proxy.bytes_up - sent_before
+        missing = max(0, size - sent_before)
+        assert resent <= missing + parallel * chunk + 256 * 1024, (seed, resent, missing)
+        assert resent < size, seed
+        digest = await asyncio.to_thread(lambda: hashlib.sha256(src.read_bytes()).hexdigest())
+        assert await fetch_sha256(last["file_uri"]) == (size, digest), seed

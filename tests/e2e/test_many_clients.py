@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import sys
 from pathlib import Path
 
 from tests.support.files import fetch_sha256, make_file
-from tests.support.processes import free_port
+from tests.support.processes import serve_process_async
 from upwell import ChunkedUploader
 
 MiB = 1024 * 1024
@@ -27,31 +26,7 @@ async def test_a_hundred_clients_at_once_all_succeed_within_256_mib(tmp_path: Pa
         await asyncio.to_thread(make_file, tmp_path / f"client{i}.bin", 2 * MiB + i * 997, i)
         for i in range(100)
     ]
-    port = free_port()
-    server = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "upwell",
-        "serve",
-        "--port",
-        str(port),
-        "--data-dir",
-        str(tmp_path / "srv"),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
-    try:
-        import aiohttp
-
-        async with aiohttp.ClientSession() as s:
-            for _ in range(500):
-                try:
-                    async with s.get(f"http://127.0.0.1:{port}/healthz") as r:
-                        if r.status == 200:
-                            break
-                except aiohttp.ClientError:
-                    await asyncio.sleep(0.02)
-        url = f"http://127.0.0.1:{port}/files/"
+    async with serve_process_async(tmp_path / "srv") as (url, pid):
         # 100 independent clients: each its own uploader and connection pool.
         uploaders = [ChunkedUploader(target=url, chunk_size=512 * 1024) for _ in files]
         results = await asyncio.gather(
@@ -62,8 +37,5 @@ async def test_a_hundred_clients_at_once_all_succeed_within_256_mib(tmp_path: Pa
         for f, r in zip(files[::10], results[::10], strict=True):
             digest = await asyncio.to_thread(lambda f=f: hashlib.sha256(f.read_bytes()).hexdigest())
             assert await fetch_sha256(r.file_uri or "") == (f.stat().st_size, digest)
-        peak = await asyncio.to_thread(peak_rss_mib, server.pid)
+        peak = await asyncio.to_thread(peak_rss_mib, pid)
         assert peak <= 256, f"server peak RSS {peak:.0f} MiB"
-    finally:
-        server.terminate()
-        await server.wait()

@@ -9,7 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 UPWELL = [sys.executable, "-m", "upwell"]
@@ -84,3 +84,36 @@ def run_upwell(
         env={**os.environ, **(env or {})},
         check=False,
     )
+
+
+@contextlib.asynccontextmanager
+async def serve_process_async(data_dir: Path) -> AsyncIterator[tuple[str, int]]:
+    """`upwell serve` as a separate process, for async tests; yields (tus URL, its pid)."""
+    import asyncio
+
+    import aiohttp
+
+    port = free_port()
+    proc = await asyncio.create_subprocess_exec(
+        *UPWELL, "serve", "--port", str(port), "--data-dir", str(data_dir),
+        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 20
+        async with aiohttp.ClientSession() as s:
+            while True:
+                if proc.returncode is not None:
+                    raise RuntimeError(f"upwell serve exited with {proc.returncode}")
+                try:
+                    async with s.get(f"http://127.0.0.1:{port}/healthz") as r:
+                        if r.status == 200:
+                            break
+                except aiohttp.ClientError:
+                    if time.monotonic() > deadline:
+                        raise
+                    await asyncio.sleep(0.02)
+        yield f"http://127.0.0.1:{port}/files/", proc.pid
+    finally:
+        if proc.returncode is None:
+            proc.terminate()
+        await proc.wait()

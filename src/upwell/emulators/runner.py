@@ -5,21 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 
 from aiohttp import web
 
+from ..serving import running_app, stop_on_signals
+
 SHUTDOWN_TIMEOUT = 5.0
-
-
-def _url_host(host: str) -> str:
-    if host in ("", "0.0.0.0"):
-        return "127.0.0.1"
-    if host == "::":
-        return "[::1]"
-    return f"[{host}]" if ":" in host else host
 
 
 @contextlib.asynccontextmanager
@@ -27,21 +20,8 @@ async def running_emulator(
     app: web.Application, host: str = "127.0.0.1", port: int = 0
 ) -> AsyncIterator[str]:
     """Serve `app` while the block runs; yields its base URL (port 0: a free port)."""
-    runner = web.AppRunner(
-        app, handle_signals=False, shutdown_timeout=SHUTDOWN_TIMEOUT, access_log=None
-    )
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, host, port, reuse_address=True)
-        await site.start()
-        bound = port
-        for address in runner.addresses:
-            if isinstance(address, tuple) and len(address) >= 2:
-                bound = int(address[1])
-                break
-        yield f"http://{_url_host(host)}:{bound}"
-    finally:
-        await runner.cleanup()
+    async with running_app(app, host, port, shutdown_timeout=SHUTDOWN_TIMEOUT) as base:
+        yield base
 
 
 @contextlib.contextmanager
@@ -83,17 +63,6 @@ async def serve_until_signalled(
     app: web.Application, host: str, port: int, on_ready: Callable[[str], None]
 ) -> None:
     """Serve until SIGINT/SIGTERM (or cancellation); `on_ready(base_url)` once listening."""
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    installed: list[signal.Signals] = []
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):
-            loop.add_signal_handler(sig, stop.set)
-            installed.append(sig)
-    try:
-        async with running_emulator(app, host, port) as url:
-            on_ready(url)
-            await stop.wait()
-    finally:
-        for sig in installed:
-            loop.remove_signal_handler(sig)
+    async with stop_on_signals() as stop, running_emulator(app, host, port) as url:
+        on_ready(url)
+        await stop.wait()
