@@ -5,30 +5,40 @@ the promise: everything else may move.
 """
 
 from .config import Limits, Settings, parse_rate, parse_size
+from .engine.throttle import AdaptiveBandwidthThrottle, BandwidthThrottle
 from .errors import (
     ConfigError,
+    FileChangedError,
     IntegrityError,
     ProtocolError,
     SessionError,
     SourceError,
     TargetError,
     UploadCancelled,
+    UploadGone,
     UpwellError,
 )
 from .progress import ProgressTracker, UploadProgress
 from .results import ChunkMetadata, UploadResult
+from .sessions.manager import SessionManager
+from .sessions.session import UploadSession
 from .targets.base import Target
 from .targets.capabilities import Capabilities
+from .targets.gemini import GeminiTarget
 from .targets.tus import TusTarget
 from .uploaders import ChunkedUploader, ParallelUploader, ResumableUploader
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AdaptiveBandwidthThrottle",
+    "BandwidthThrottle",
     "Capabilities",
     "ChunkMetadata",
     "ChunkedUploader",
     "ConfigError",
+    "FileChangedError",
+    "GeminiTarget",
     "IntegrityError",
     "Limits",
     "ParallelUploader",
@@ -36,14 +46,17 @@ __all__ = [
     "ProtocolError",
     "ResumableUploader",
     "SessionError",
+    "SessionManager",
     "Settings",
     "SourceError",
     "Target",
     "TargetError",
     "TusTarget",
     "UploadCancelled",
+    "UploadGone",
     "UploadProgress",
     "UploadResult",
+    "UploadSession",
     "UpwellError",
     "__version__",
     "parse_rate",

@@ -46,9 +46,7 @@ async def test_kill_9_then_rerun_sends_only_what_is_missing(tmp_path: Path, para
             "40MiB/s",
         ]
         kill_at = rng.uniform(0.2, 0.8) * size
-        first = await asyncio.create_subprocess_exec(
-            *args, stdout=asyncio.subprocess.PIPE, env=env
-        )
+        first = await asyncio.create_subprocess_exec(*args, stdout=asyncio.subprocess.PIPE, env=env)
         assert first.stdout is not None
         async for line in first.stdout:
             if json.loads(line)["bytes_uploaded"] >= kill_at:

@@ -202,3 +202,45 @@ async def test_a_finished_file_the_server_lost_is_uploaded_again(
     assert again.success, again.error
     assert again.file_uri != first.file_uri and again.bytes_sent == 1 * MiB
     assert await fetch_sha256(again.file_uri or "") == (1 * MiB, sha256_of(src))
+
+
+async def test_a_long_running_uploader_cleans_up_expired_sessions_every_hour(
+    tmp_path: Path,
+) -> None:
+    import asyncio
+    from datetime import UTC, datetime, timedelta
+
+    from upwell.sessions.manager import SessionManager
+    from upwell.sessions.session import UploadSession
+
+    now = datetime(2026, 11, 22, tzinfo=UTC)
+    waits: list[float] = []
+    slept = asyncio.Event()
+    wake = asyncio.Event()
+
+    async def fake_sleep(seconds: float) -> None:
+        waits.append(seconds)
+        slept.set()
+        await wake.wait()
+        wake.clear()
+
+    def expired(sid: str) -> UploadSession:
+        return UploadSession(
+            sid, tmp_path / "x", 1, "", 1, 1, [], [], now, now, now - timedelta(hours=1)
+        )
+
+    manager = SessionManager(tmp_path / "s", now=lambda: now)
+    await manager.save_session(expired("first"))
+    uploader = ResumableUploader(
+        target="http://127.0.0.1:9/files/", session_manager=manager, sleep=fake_sleep
+    )
+    async with uploader:
+        await slept.wait()
+        assert await manager.list_sessions() == []
+        assert waits == [3600.0]
+        slept.clear()
+        await manager.save_session(expired("second"))
+        wake.set()
+        await slept.wait()
+        assert await manager.list_sessions() == []
+        assert waits == [3600.0, 3600.0]

@@ -186,3 +186,32 @@ async def test_file_changed_during_upload_fails_clearly(upwell_server: str, tmp_
     result = await uploader.upload_file(src, progress_callback=grow)
     assert not result.success
     assert result.error is not None and "changed" in result.error
+
+
+async def test_a_file_damaged_at_the_server_fails_the_whole_file_check(
+    upwell_server: str, data_dir: Path, tmp_path: Path
+) -> None:
+    src = make_file(tmp_path / "parts.bin", 4 * MiB, seed=11)
+    uploader = ParallelUploader(target=upwell_server, chunk_size=1 * MiB, max_parallel=2)
+    damaged = False
+
+    async def damage_a_part(p: UploadProgress) -> None:
+        # Every part is stored (each PATCH verified); flip a byte on disk before assembly.
+        # This task runs without awaiting, before the loop carries the concatenation request.
+        nonlocal damaged
+        if p.stage == "finalizing" and not damaged:
+            damaged = True
+            part_url = next(iter(uploader._unfinished.values()))["parts"]["1"]
+            flip_first_byte(data_dir / "files" / part_url.rsplit("/", 1)[1])
+
+    result = await uploader.upload_file(src, progress_callback=damage_a_part)
+    assert damaged
+    assert not result.success
+    assert result.error_type == "IntegrityError"
+
+
+def flip_first_byte(path: Path) -> None:
+    with path.open("r+b") as f:
+        first = f.read(1)
+        f.seek(0)
+        f.write(bytes([first[0] ^ 0xFF]))

@@ -527,3 +527,40 @@ async def test_a_long_upload_concat_header_is_accepted(client: Client) -> None:
     assert len(urls) > 8190  # aiohttp's default header limit
     resp = await client.post("/files/", headers={**TUS, "Upload-Concat": f"final;{urls}"})
     assert resp.status == 201, await resp.text()
+
+
+# --- stored file digest (RFC 9530) -----------------------------------------------------------
+
+
+async def test_head_reports_the_stored_sha256_when_asked(client: Client) -> None:
+    data = b"digest me" * 1000
+    path = await create_upload(client, len(data))
+    want = {**TUS, "Want-Repr-Digest": "sha-256=10"}
+    partial = await client.head(path, headers=want)
+    assert "Repr-Digest" not in partial.headers  # unfinished: nothing to vouch for
+    assert (await patch(client, path, 0, data)).status == 204
+    done = await client.head(path, headers=want)
+    expected = base64.b64encode(hashlib.sha256(data).digest()).decode()
+    assert done.headers["Repr-Digest"] == f"sha-256=:{expected}:"
+    # Kept once computed: later answers carry it without being asked.
+    again = await client.head(path, headers=TUS)
+    assert again.headers["Repr-Digest"] == f"sha-256=:{expected}:"
+
+
+async def test_a_concatenated_upload_reports_the_digest_of_the_assembled_bytes(
+    client: Client,
+) -> None:
+    parts = [b"first part|" * 100, b"second part|" * 50]
+    paths = []
+    for data in parts:
+        p = await create_upload(client, len(data), **{"Upload-Concat": "partial"})
+        assert (await patch(client, p, 0, data)).status == 204
+        paths.append(p)
+    resp = await client.post(
+        "/files/", headers={**TUS, "Upload-Concat": "final;" + " ".join(paths)}
+    )
+    assert resp.status == 201
+    final = "/files/" + resp.headers["Location"].rsplit("/", 1)[1]
+    head = await client.head(final, headers={**TUS, "Want-Repr-Digest": "sha-256=10"})
+    expected = base64.b64encode(hashlib.sha256(b"".join(parts)).digest()).decode()
+    assert head.headers["Repr-Digest"] == f"sha-256=:{expected}:"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
 import email.utils
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -42,3 +44,28 @@ def error_for_status(
         retryable=status in RETRYABLE_STATUSES,
         retry_after=parse_retry_after(headers.get("Retry-After")),
     )
+
+
+def format_repr_digest(sha256: bytes) -> str:
+    """RFC 9530 Repr-Digest for a SHA-256: `sha-256=:<base64>:`."""
+    return f"sha-256=:{base64.b64encode(sha256).decode('ascii')}:"
+
+
+def parse_repr_digest(value: str | None) -> bytes | None:
+    """The SHA-256 in an RFC 9530 Repr-Digest header, or None (absent, other algorithms,
+    malformed)."""
+    if not value:
+        return None
+    for member in value.split(","):
+        key, _, item = member.strip().partition("=")
+        if key.strip().lower() != "sha-256":
+            continue
+        item = item.strip()
+        if len(item) < 2 or not (item.startswith(":") and item.endswith(":")):
+            return None
+        try:
+            digest = base64.b64decode(item[1:-1], validate=True)
+        except (binascii.Error, ValueError):
+            return None
+        return digest if len(digest) == 32 else None
+    return None

@@ -45,6 +45,7 @@ EXPOSED_HEADERS = (
     "Tus-Extension",
     "Tus-Max-Size",
     "Tus-Checksum-Algorithm",
+    "Repr-Digest",
 )
 ALLOWED_HEADERS = (
     "Authorization",
@@ -60,6 +61,7 @@ ALLOWED_HEADERS = (
     "Upload-Concat",
     "Upload-Checksum",
     "Tus-Resumable",
+    "Want-Repr-Digest",
 )
 
 _DIGITS = re.compile(r"^[0-9]{1,19}$")

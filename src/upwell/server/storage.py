@@ -76,6 +76,9 @@ class ByteStore(Protocol):
     def local_path(self, upload_id: str) -> Path | None:
         """A path the bytes can be served from with sendfile, if they are on local disk."""
 
+    async def sha256(self, upload_id: str) -> bytes:
+        """SHA-256 of the upload's stored bytes (read back, so it covers assembly too)."""
+
     async def close(self) -> None:
         """Finish pending work and release threads."""
 
@@ -115,6 +118,9 @@ class FileByteStore:
 
     async def delete(self, upload_id: str) -> None:
         await self._run(self.local_path(upload_id).unlink, True)
+
+    async def sha256(self, upload_id: str) -> bytes:
+        return await self._run(_sha256_of, self.local_path(upload_id))
 
     async def close(self) -> None:
         await asyncio.to_thread(self._executor.shutdown, wait=True)
@@ -184,6 +190,16 @@ class FileWriter:
         finally:
             os.close(self._fd)
         return Appended(kept=self._written, checksum_mismatch=mismatch)
+
+
+def _sha256_of(path: Path, slice_size: int = 1024 * 1024) -> bytes:
+    digest = hashlib.sha256()
+    buf = bytearray(slice_size)
+    view = memoryview(buf)
+    with path.open("rb", buffering=0) as f:
+        while n := f.readinto(buf):
+            digest.update(view[:n])
+    return digest.digest()
 
 
 def _create_file(path: Path) -> None:

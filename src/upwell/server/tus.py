@@ -17,6 +17,7 @@ from aiohttp import StreamReader, web
 
 from ..errors import ProtocolError
 from ..protocols import tus
+from ..protocols.http import format_repr_digest
 from .downloads import download
 from .encoding import ACCEPTED, decoded_body
 from .ids import is_upload_id
@@ -210,6 +211,14 @@ async def head(request: web.Request) -> web.StreamResponse:
         headers["Upload-Length"] = str(upload.length)
     if upload.metadata:
         headers["Upload-Metadata"] = upload.metadata
+    if upload.completed and (
+        upload.sha256 is not None or "sha-256" in request.headers.get("Want-Repr-Digest", "")
+    ):
+        # RFC 9530: the stored bytes' SHA-256, read back from storage once and kept, so a
+        # client can check the file as assembled, not just each request as it arrived.
+        digest = await request.app[UPLOADS].sha256(upload.id)
+        if digest is not None:
+            headers["Repr-Digest"] = format_repr_digest(digest)
     if upload.concat == "partial":
         headers["Upload-Concat"] = "partial"
     elif upload.concat == "final":

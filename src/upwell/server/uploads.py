@@ -248,6 +248,19 @@ class Uploads:
             )
         return updated
 
+    async def sha256(self, upload_id: str) -> bytes | None:
+        """SHA-256 of a complete upload's bytes, computed once and kept; None if unfinished."""
+        upload = await self.get(upload_id)
+        if not upload.completed:
+            return None
+        if upload.sha256 is not None:
+            return bytes.fromhex(upload.sha256)
+        digest = await self._storage.sha256(upload_id)
+        current = await self._state.get(upload_id)
+        if current is not None and current.completed:
+            await self._state.update(replace(current, sha256=digest.hex()))
+        return digest
+
     async def concatenate(self, *, parts: Sequence[str], metadata: str) -> Upload:
         """A final upload made of complete partial uploads, in order."""
         async with contextlib.AsyncExitStack() as stack:

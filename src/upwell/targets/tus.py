@@ -15,7 +15,7 @@ from aiohttp.payload import AsyncIterablePayload
 from ..engine.planner import Part, Plan
 from ..errors import ProtocolError, TargetError, UploadGone
 from ..protocols import tus
-from ..protocols.http import error_for_status
+from ..protocols.http import error_for_status, parse_repr_digest
 from .base import Body, RemoteFile, RemoteUpload, SourceInfo, Target
 from .capabilities import Capabilities
 from .http import SizedStream, request
@@ -248,9 +248,24 @@ class TusUpload(RemoteUpload):
                     raise error_for_status(r.status, r.headers, what, await r.text())
                 url = self._location(r, what)
             self._final_url = url
-        return RemoteFile(
-            uri=url, name=url.rstrip("/").rsplit("/", 1)[-1], size=self._plan.file_size
-        )
+        name = url.rstrip("/").rsplit("/", 1)[-1]
+        sha256 = await self._stored_sha256(url) if self._needs_file_check() else None
+        return RemoteFile(uri=url, name=name, size=self._plan.file_size, sha256=sha256)
+
+    def _needs_file_check(self) -> bool:
+        """Per-request checksums prove every byte of a single upload; a file the server
+        assembled from parts, or one sent without checksums, is checked whole."""
+        return not self._single or self._checksum is None
+
+    async def _stored_sha256(self, url: str) -> str | None:
+        """The server's SHA-256 of the stored file (RFC 9530 Repr-Digest), if it offers one."""
+        what = "HEAD (stored file digest)"
+        headers = self._t.headers({"Want-Repr-Digest": "sha-256=10"})
+        async with request(self._http, "HEAD", url, what, headers=headers) as r:
+            if r.status >= 300:
+                raise error_for_status(r.status, r.headers, what)
+            digest = parse_repr_digest(r.headers.get("Repr-Digest"))
+        return digest.hex() if digest is not None else None
 
     async def abort(self) -> None:
         if not self._info.supports("termination"):
