@@ -8,6 +8,7 @@ Run from the repository root, after `.ci/run` (or `pip install -e '.[test]'` and
 
 Cases (every client with its own default settings unless the label says otherwise):
   (a)  upwell upload            -> upwell serve
+  (a1) upwell upload --parallel 1 -> upwell serve      (informative: one stream)
   (a4) upwell upload --parallel 4 -> upwell serve      (informative: concatenation)
   (b)  curl -T, one streamed PATCH -> upwell serve      (POST to create first)
   (c)  tus-js-client (Node)     -> upwell serve
@@ -208,6 +209,7 @@ def tuspy(
 
 CASES = [
     Case("a", "upwell upload → upwell serve", "upwell", upwell_upload()),
+    Case("a1", "upwell upload --parallel 1 → upwell serve", "upwell", upwell_upload(1)),
     Case("a4", "upwell upload --parallel 4 → upwell serve", "upwell", upwell_upload(4)),
     Case("b", "curl -T (one PATCH) → upwell serve", "upwell", curl_put),
     Case("c", "tus-js-client → upwell serve", "upwell", tus_js),

@@ -8,6 +8,7 @@ bytes are handed to the socket. It never names a provider: Capabilities decide.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import mimetypes
@@ -54,14 +55,24 @@ class Journal:
     checksums: dict[int, str] = field(default_factory=dict)
     on_state: Callable[[dict[str, Any], Plan], Awaitable[None]] | None = None
     on_chunk: Callable[[ChunkMetadata], Awaitable[None]] | None = None
+    _pending: set[asyncio.Future[None]] = field(default_factory=set, repr=False)
 
     async def state_changed(self, state: dict[str, Any], plan: Plan) -> None:
         if self.on_state is not None:
             await self.on_state(state, plan)
 
-    async def chunk_done(self, meta: ChunkMetadata) -> None:
+    def chunk_done(self, meta: ChunkMetadata) -> None:
+        """Record an acknowledged chunk without holding up the next one (the target, not the
+        journal, is the truth on resume, so a record may land a moment after the ack)."""
         if self.on_chunk is not None:
-            await self.on_chunk(meta)
+            task = asyncio.ensure_future(self.on_chunk(meta))
+            self._pending.add(task)
+            task.add_done_callback(self._pending.discard)
+
+    async def flush(self) -> None:
+        """Wait for every chunk record to be written (errors surface here)."""
+        while self._pending:
+            await asyncio.gather(*list(self._pending))
 
 
 @dataclass
@@ -234,9 +245,17 @@ class Pipeline:
             remote_file: RemoteFile = await self._retrying(remote.finish)
             await journal.state_changed(remote.state(), plan)
         except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await journal.flush()
             if abort_on_cancel:
                 await asyncio.shield(remote.abort())
             raise
+        except BaseException:
+            # The chunks acknowledged before the failure are recorded before it is reported.
+            with contextlib.suppress(Exception):
+                await journal.flush()
+            raise
+        await journal.flush()
         sha = file_hash.hexdigest()
         if remote_file.sha256 is not None and remote_file.sha256 != sha:
             raise IntegrityError(
@@ -455,4 +474,4 @@ class _PartJob:
         meta.error = None
         meta.upload_time = time.monotonic() - t0
         self._report(chunk)
-        await self.journal.chunk_done(meta)
+        self.journal.chunk_done(meta)
