@@ -624,8 +624,8 @@ async def _chunk(
         return _final_response(f)
 
 
-async def handle_get(request: web.Request) -> web.StreamResponse:
-    """GET /{version}/files/{id}"""
+async def _file_request(request: web.Request) -> tuple[GeminiEmulator, str] | web.Response:
+    """The emulator and a valid file id from /{version}/files/{id}, or the error answer."""
     emu = request.app[EMULATOR]
     await _slow(emu)
     if _version(request) is None:
@@ -636,6 +636,15 @@ async def handle_get(request: web.Request) -> web.StreamResponse:
     file_id = request.match_info["file_id"]
     if not gr.FILE_ID.match(file_id):
         return _error(400, f"Invalid file name files/{file_id[:60]}.")
+    return emu, file_id
+
+
+async def handle_get(request: web.Request) -> web.StreamResponse:
+    """GET /{version}/files/{id}"""
+    found = await _file_request(request)
+    if isinstance(found, web.Response):
+        return found
+    emu, file_id = found
     f = await emu.live_file(file_id)
     if f is None:
         return _not_found_file(file_id)
@@ -645,16 +654,10 @@ async def handle_get(request: web.Request) -> web.StreamResponse:
 
 async def handle_delete(request: web.Request) -> web.StreamResponse:
     """DELETE /{version}/files/{id}"""
-    emu = request.app[EMULATOR]
-    await _slow(emu)
-    if _version(request) is None:
-        return _error(404, "Not found.")
-    denied = _check_key(request, emu.config.api_key)
-    if denied is not None:
-        return denied
-    file_id = request.match_info["file_id"]
-    if not gr.FILE_ID.match(file_id):
-        return _error(400, f"Invalid file name files/{file_id[:60]}.")
+    found = await _file_request(request)
+    if isinstance(found, web.Response):
+        return found
+    emu, file_id = found
     if await emu.live_file(file_id) is None:
         return _not_found_file(file_id)
     await emu.delete_file(file_id)
