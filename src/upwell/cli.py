@@ -18,7 +18,8 @@ from typing import Any
 import click
 
 from .cli_gemini import emulate, files
-from .config import DEFAULT_TARGET, Settings, parse_rate, parse_size
+from .cli_types import RATE, SIZE
+from .config import DEFAULT_TARGET, Settings
 from .errors import ConfigError, SessionError, UpwellError
 from .progress import UploadProgress, to_ndjson
 from .results import UploadResult
@@ -27,40 +28,6 @@ from .sessions.store import check_session_id
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
-
-
-class SizeType(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click
-    """A size such as 5MiB, 5M or 5242880."""
-
-    name = "SIZE"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        if isinstance(value, int):
-            return value
-        try:
-            return parse_size(str(value), what=param.name if param and param.name else "size")
-        except ConfigError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-SIZE = SizeType()
-
-
-class RateType(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click
-    """A rate such as 10MiB/s, 10M or 1048576 (bytes per second)."""
-
-    name = "RATE"
-
-    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
-        if isinstance(value, int):
-            return value
-        try:
-            return parse_rate(str(value))
-        except ConfigError as exc:
-            self.fail(str(exc), param, ctx)
-
-
-RATE = RateType()
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})

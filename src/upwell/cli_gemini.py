@@ -16,20 +16,11 @@ from typing import Any, TypeVar
 
 import click
 
-from .config import parse_size
+from .cli_types import SIZE
 from .errors import ConfigError, UpwellError
 from .protocols.google_resumable import DEFAULT_GRANULARITY, MAX_FILE_SIZE, GeminiFile
 
 T = TypeVar("T")
-
-
-def _size(ctx: click.Context, param: click.Parameter, value: str | None) -> int | None:
-    if value is None:
-        return None
-    try:
-        return parse_size(value, what=f"--{(param.name or 'size').replace('_', '-')}")
-    except ConfigError as exc:
-        raise click.BadParameter(str(exc)) from None
 
 
 # -- upwell emulate gemini ------------------------------------------------------------------
@@ -57,14 +48,14 @@ def emulate() -> None:
 @click.option(
     "--granularity",
     default=str(DEFAULT_GRANULARITY),
-    callback=_size,
+    type=SIZE,
     metavar="SIZE",
     help="Chunk granularity the emulator demands (real service: 8MiB).",
 )
 @click.option(
     "--max-size",
     default=str(MAX_FILE_SIZE),
-    callback=_size,
+    type=SIZE,
     metavar="SIZE",
     help="Largest file accepted (real service: 2GiB).",
 )
@@ -86,7 +77,7 @@ def emulate() -> None:
 @click.option(
     "--drop-after",
     default=None,
-    callback=_size,
+    type=SIZE,
     metavar="BYTES",
     help="Cut the connection of some chunk requests after this many body bytes.",
 )
