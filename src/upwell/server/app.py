@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable
 
@@ -117,6 +118,13 @@ async def _errors(request: web.Request, handler: _Handler) -> web.StreamResponse
             raise
         kept = {k: v for k, v in exc.headers.items() if k not in _BODY_HEADERS}
         return _text(exc.status, exc.text or exc.reason, kept)
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            # Not the client's fault, and not a bug: say so, and that nothing was lost.
+            log.error("%s %s: storage is full (%s)", request.method, request.path, exc)
+            return _text(507, "the server's storage is full; the upload's offset is unchanged")
+        log.exception("%s %s failed", request.method, request.path)
+        return _text(500, "internal server error; the upload's offset is unchanged")
     except Exception:
         log.exception("%s %s failed", request.method, request.path)
         return _text(500, "internal server error; the upload's offset is unchanged")
