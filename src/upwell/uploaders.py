@@ -557,6 +557,13 @@ class ResumableUploader(ParallelUploader):
             except UpwellError as exc:
                 await self._fail(session, exc)
                 raise
+            except asyncio.CancelledError:
+                # Interrupted (Ctrl-C, a cancelled task): keep it resumable, and say so.
+                session.status = "paused"
+                session.error = "interrupted"
+                with contextlib.suppress(UpwellError):
+                    await asyncio.shield(self.session_manager.save_session(session))
+                raise
             session.status = "complete"
             session.file_uri = outcome.remote.uri
             session.file_name = outcome.remote.name
