@@ -4,6 +4,8 @@ Chunked, parallel where the protocol allows, resumable, verified, observable. Th
 the promise: everything else may move.
 """
 
+import logging
+
 from .config import Limits, Settings, parse_rate, parse_size
 from .engine.throttle import AdaptiveBandwidthThrottle, BandwidthThrottle
 from .errors import (
@@ -29,6 +31,10 @@ from .targets.tus import TusTarget
 from .uploaders import ChunkedUploader, ParallelUploader, ResumableUploader
 
 __version__ = "0.1.0"
+
+# The library never prints: its records (retries, resumes) go nowhere unless the caller
+# configures logging (the CLI does with -v).
+logging.getLogger("upwell").addHandler(logging.NullHandler())
 
 __all__ = [
     "AdaptiveBandwidthThrottle",

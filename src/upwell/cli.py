@@ -32,9 +32,16 @@ EXIT_INTERRUPTED = 130
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="upwell", prog_name="upwell")
-def cli() -> None:
+@click.option("-v", "--verbose", count=True, help="Log retries and resumes to stderr (-vv: debug).")
+def cli(verbose: int) -> None:
     """Move large files to tus servers and AI providers' file APIs: chunked, parallel,
     resumable, verified."""
+    if verbose:
+        logging.basicConfig(
+            level=logging.DEBUG if verbose > 1 else logging.INFO,
+            format="upwell: %(message)s",
+            stream=sys.stderr,
+        )
 
 
 @cli.command()

@@ -108,9 +108,13 @@ async def test_a_cut_connection_resumes_from_the_servers_offset(
     # Cut twice mid-chunk: the client must ask the server (HEAD) and go on from there.
     async with fault_proxy(upwell_server, cut_at=[int(1.5 * MiB), int(4.2 * MiB)]) as proxy:
         uploader = ChunkedUploader(target=proxy.url(), chunk_size=2 * MiB, sleep=no_sleep)
-        result = await uploader.upload_file(src)
+        events: list[UploadProgress] = []
+        result = await uploader.upload_file(src, progress_callback=events.append)
         assert result.success, result.error
         assert proxy.cuts == 2
+        # Whoever watches progress is told of each retry, and why.
+        retries = [e.message for e in events if e.message.startswith("Retrying chunk")]
+        assert len(retries) == 2 and all("connection" in m for m in retries)
         assert await fetch_sha256(result.file_uri or "") == (size, sha256_of(src))
     # Only what the server lacked was sent again: at most one chunk per cut beyond the file.
     assert proxy.bytes_up < size + 2 * (2 * MiB) + 64 * 1024

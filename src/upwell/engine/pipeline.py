@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import functools
 import hashlib
+import logging
 import mimetypes
 import os
 import time
@@ -30,6 +31,8 @@ from .compress import SAMPLE_SIZE, Compressor, gzip_compressor, worth_compressin
 from .planner import Chunk, Part, Plan, plan_upload
 from .reader import SLICE_SIZE, FileSource
 from .retry import RetryPolicy, Sleep, call_with_retries
+
+log = logging.getLogger("upwell")
 
 
 class Throttle(Protocol):
@@ -135,7 +138,10 @@ class Pipeline:
         self._clock = clock
 
     async def _retrying(self, fn: Callable[[], Awaitable[Any]]) -> Any:
-        return await call_with_retries(fn, self._retry, sleep=self._sleep)
+        def on_retry(n: int, exc: TargetError) -> None:
+            log.warning("retry %d/%d: %s", n, self._retry.max_retries, exc)
+
+        return await call_with_retries(fn, self._retry, sleep=self._sleep, on_retry=on_retry)
 
     async def run(
         self,
@@ -466,7 +472,12 @@ class _PartJob:
                     retryable=True,
                 )
 
-        await call_with_retries(attempt, self.p._retry, sleep=self.p._sleep)
+        def on_retry(n: int, exc: TargetError) -> None:
+            message = f"Retrying chunk {chunk.index} ({n}/{self.p._retry.max_retries}): {exc}"
+            log.warning("%s: %s", self.source.path.name, message)
+            self.tracker.update_progress(self.task_id, message=message, force=True)
+
+        await call_with_retries(attempt, self.p._retry, sleep=self.p._sleep, on_retry=on_retry)
         if not meta.checksum:
             digest = await self.source.digest_range(chunk.offset, chunk.size, ("sha256",))
             meta.checksum = digest["sha256"].hex()
