@@ -183,5 +183,10 @@ async def raw_request(client: TestClient[Any, Any], head: str, body: bytes = b""
 
 
 def stored(data_dir: Path, path: str) -> bytes:
-    """The bytes the server keeps for an upload, read straight from its file."""
-    return (data_dir / "files" / path.rsplit("/", 1)[1]).read_bytes()
+    """The bytes the server keeps for an upload, read straight from its file (or, for a
+    concatenated upload, from the links to its parts, in order)."""
+    upload = data_dir / "files" / path.rsplit("/", 1)[1]
+    parts = upload.with_name(upload.name + ".parts")
+    if parts.is_dir():
+        return b"".join(p.read_bytes() for p in sorted(parts.iterdir()))
+    return upload.read_bytes()

@@ -11,7 +11,7 @@ from aiohttp.test_utils import TestClient
 
 from upwell.server.downloads import content_disposition, content_type
 
-from .conftest import create_upload, patch
+from .conftest import TUS, create_upload, patch
 
 Client = TestClient[Any, Any]
 
@@ -99,3 +99,36 @@ def test_content_disposition_is_safe_for_any_name(name: str, ascii_name: str, ex
 )
 def test_content_type_accepts_only_plain_mime_types(filetype: bytes | None, expected: str) -> None:
     assert content_type(filetype) == expected
+
+
+async def test_a_concatenated_upload_downloads_whole_and_by_ranges_across_parts(
+    client: Client,
+) -> None:
+    blobs = [bytes([65 + i]) * (300_000 + i) for i in range(3)]
+    paths = []
+    for blob in blobs:
+        p = await create_upload(client, len(blob), **{"Upload-Concat": "partial"})
+        assert (await patch(client, p, 0, blob)).status == 204
+        paths.append(p)
+    resp = await client.post(
+        "/files/", headers={**TUS, "Upload-Concat": "final;" + " ".join(paths)}
+    )
+    assert resp.status == 201
+    final = "/files/" + resp.headers["Location"].rsplit("/", 1)[1]
+    whole = b"".join(blobs)
+    got = await client.get(final)
+    assert got.status == 200 and await got.read() == whole
+    # A partial deleted after the concatenation does not take the final upload's bytes along.
+    assert (await client.delete(paths[1], headers=TUS)).status == 204
+    for header, lo, hi in [
+        ("bytes=299990-300010", 299990, 300011),  # across the first boundary
+        ("bytes=0-0", 0, 1),
+        ("bytes=-5", len(whole) - 5, len(whole)),
+        ("bytes=600000-", 600000, len(whole)),
+    ]:
+        part = await client.get(final, headers={"Range": header})
+        assert part.status == 206, header
+        assert await part.read() == whole[lo:hi], header
+        assert part.headers["Content-Range"] == f"bytes {lo}-{hi - 1}/{len(whole)}"
+    beyond = await client.get(final, headers={"Range": f"bytes={len(whole)}-"})
+    assert beyond.status == 416

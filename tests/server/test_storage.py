@@ -84,7 +84,32 @@ async def test_concatenate_joins_parts_in_order(store: FileByteStore) -> None:
     size = await store.concatenate(final, parts)
     expected = b"one-" + b"two-" * 300_000 + b"three"
     assert size == len(expected)
-    assert store.local_path(final).read_bytes() == expected
+    segments = await store.segments(final)
+    assert b"".join(p.read_bytes() for p in segments) == expected
+    assert hashlib.sha256(expected).digest() == await store.sha256(final)
+
+
+async def test_concatenation_links_instead_of_copying_and_outlives_its_parts(
+    store: FileByteStore,
+) -> None:
+    parts = []
+    for blob in (b"a" * 1000, b"b" * 2000):
+        part = new_upload_id()
+        await store.create(part)
+        await (await store.open_writer(part, 0)).finish([blob])
+        parts.append(part)
+    final = new_upload_id()
+    await store.create(final)
+    await store.concatenate(final, parts)
+    segments = await store.segments(final)
+    assert [p.stat().st_ino for p in segments] == [
+        store.local_path(p).stat().st_ino for p in parts
+    ]  # the same inodes: nothing was copied
+    for part in parts:
+        await store.delete(part)
+    assert b"".join(p.read_bytes() for p in segments) == b"a" * 1000 + b"b" * 2000
+    await store.delete(final)
+    assert not any(p.exists() for p in segments)
 
 
 async def test_delete_removes_the_file_and_tolerates_a_missing_one(store: FileByteStore) -> None:

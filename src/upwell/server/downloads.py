@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import os
 import re
 import urllib.parse
+from pathlib import Path
 
 from aiohttp import hdrs, web
 
@@ -15,6 +18,7 @@ from .keys import UPLOADS
 # type/subtype with RFC 6838 restricted-name characters; parameters are not accepted.
 _MIME = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$")
 _ASCII_SAFE = re.compile(r"[^A-Za-z0-9._ ()+-]")
+SLICE = 1024 * 1024
 
 
 def content_type(filetype: bytes | None) -> str:
@@ -51,8 +55,8 @@ async def download(request: web.Request) -> web.StreamResponse:
         raise ProtocolError("no such upload", 404)
     uploads = request.app[UPLOADS]
     upload = await uploads.get(upload_id)
-    path = uploads.local_path(upload.id)
-    if path is None:
+    segments = await uploads.segments(upload.id)
+    if segments is None:
         raise ProtocolError("this store cannot serve downloads yet", 501)
     metadata = tus.decode_metadata(upload.metadata)
     filename = metadata.get("filename") or metadata.get("name")
@@ -63,4 +67,52 @@ async def download(request: web.Request) -> web.StreamResponse:
         "Content-Security-Policy": "default-src 'none'; sandbox",
         "Cache-Control": "no-store" if not upload.completed else "private, max-age=0",
     }
-    return web.FileResponse(path, headers=headers)
+    if len(segments) == 1:
+        return web.FileResponse(segments[0], headers=headers)
+    return await _serve_segments(request, segments, upload.offset, headers)
+
+
+async def _serve_segments(
+    request: web.Request, segments: list[Path], total: int, headers: dict[str, str]
+) -> web.StreamResponse:
+    """A file stored as several segments (a concatenated upload), with one Range supported."""
+    try:
+        wanted = request.http_range
+    except ValueError:
+        wanted = slice(None, None)
+    start, stop = wanted.start, wanted.stop
+    partial = start is not None or stop is not None
+    if start is not None and start < 0:  # suffix range: the last -start bytes
+        start, stop = max(0, total + start), total
+    start = start or 0
+    stop = total if stop is None else min(stop, total)
+    if partial and start >= total:
+        return web.Response(status=416, headers={hdrs.CONTENT_RANGE: f"bytes */{total}"})
+    response = web.StreamResponse(status=206 if partial else 200, headers=headers)
+    response.headers[hdrs.ACCEPT_RANGES] = "bytes"
+    response.content_length = stop - start
+    if partial:
+        response.headers[hdrs.CONTENT_RANGE] = f"bytes {start}-{stop - 1}/{total}"
+    await response.prepare(request)
+    sizes = await asyncio.to_thread(lambda: [p.stat().st_size for p in segments])
+    base = 0
+    for path, size in zip(segments, sizes, strict=True):
+        lo, hi = max(start, base), min(stop, base + size)
+        if lo < hi:
+            await _send_range(response, path, lo - base, hi - base)
+        base += size
+    await response.write_eof()
+    return response
+
+
+async def _send_range(response: web.StreamResponse, path: Path, lo: int, hi: int) -> None:
+    fd = await asyncio.to_thread(os.open, path, os.O_RDONLY)
+    try:
+        while lo < hi:
+            data = await asyncio.to_thread(os.pread, fd, min(SLICE, hi - lo), lo)
+            if not data:
+                raise OSError(f"{path.name} is shorter than recorded")
+            await response.write(data)
+            lo += len(data)
+    finally:
+        await asyncio.to_thread(os.close, fd)

@@ -12,6 +12,7 @@ import asyncio
 import hashlib
 import hmac
 import os
+import shutil
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
@@ -68,13 +69,13 @@ class ByteStore(Protocol):
         """A writer appending at `offset`; bytes past `offset` (a crash's leftovers) are cut."""
 
     async def concatenate(self, upload_id: str, parts: Sequence[str]) -> int:
-        """Fill an empty upload with the parts' bytes in order; returns its size."""
+        """Make an empty upload the parts' bytes in order; returns its size."""
 
     async def delete(self, upload_id: str) -> None:
         """Remove the upload's bytes; a missing upload is not an error."""
 
-    def local_path(self, upload_id: str) -> Path | None:
-        """A path the bytes can be served from with sendfile, if they are on local disk."""
+    async def segments(self, upload_id: str) -> list[Path] | None:
+        """The local files whose bytes, in order, are the upload (None: not on local disk)."""
 
     async def sha256(self, upload_id: str) -> bytes:
         """SHA-256 of the upload's stored bytes (read back, so it covers assembly too)."""
@@ -112,15 +113,23 @@ class FileByteStore:
         fd = await self._run(_open_at, self.local_path(upload_id), offset)
         return FileWriter(self._executor, fd, offset, checksum)
 
+    def _parts_dir(self, upload_id: str) -> Path:
+        return self._root / f"{self.local_path(upload_id).name}.parts"
+
     async def concatenate(self, upload_id: str, parts: Sequence[str]) -> int:
+        # Finished partial uploads never change again, so the final upload is hard links to
+        # them: no copy, however large, and deleting a partial later leaves these bytes alone.
         paths = [self.local_path(part) for part in parts]
-        return await self._run(_concatenate, self.local_path(upload_id), paths)
+        return await self._run(_link_parts, self._parts_dir(upload_id), paths)
+
+    async def segments(self, upload_id: str) -> list[Path]:
+        return await self._run(_segments, self.local_path(upload_id), self._parts_dir(upload_id))
 
     async def delete(self, upload_id: str) -> None:
-        await self._run(self.local_path(upload_id).unlink, True)
+        await self._run(_delete, self.local_path(upload_id), self._parts_dir(upload_id))
 
     async def sha256(self, upload_id: str) -> bytes:
-        return await self._run(_sha256_of, self.local_path(upload_id))
+        return await self._run(_sha256_of, await self.segments(upload_id))
 
     async def close(self) -> None:
         await asyncio.to_thread(self._executor.shutdown, wait=True)
@@ -192,13 +201,14 @@ class FileWriter:
         return Appended(kept=self._written, checksum_mismatch=mismatch)
 
 
-def _sha256_of(path: Path, slice_size: int = 1024 * 1024) -> bytes:
+def _sha256_of(paths: list[Path], slice_size: int = 1024 * 1024) -> bytes:
     digest = hashlib.sha256()
     buf = bytearray(slice_size)
     view = memoryview(buf)
-    with path.open("rb", buffering=0) as f:
-        while n := f.readinto(buf):
-            digest.update(view[:n])
+    for path in paths:
+        with path.open("rb", buffering=0) as f:
+            while n := f.readinto(buf):
+                digest.update(view[:n])
     return digest.digest()
 
 
@@ -221,46 +231,35 @@ def _open_at(path: Path, offset: int) -> int:
     return fd
 
 
-def _concatenate(target: Path, parts: list[Path]) -> int:
-    out = os.open(target, os.O_WRONLY | os.O_TRUNC)
+def _link_parts(parts_dir: Path, parts: list[Path]) -> int:
+    """Hard-link `parts` into `parts_dir` as 000000, 000001, … (built aside, then renamed in)."""
+    staging = parts_dir.with_name(parts_dir.name + ".tmp")
+    shutil.rmtree(staging, ignore_errors=True)
+    staging.mkdir()
+    total = 0
     try:
-        position = 0
-        for part in parts:
-            src = os.open(part, os.O_RDONLY)
-            try:
-                remaining = os.fstat(src).st_size
-                src_offset = 0
-                while remaining:
-                    n = _copy_range(src, out, remaining, src_offset, position)
-                    src_offset += n
-                    position += n
-                    remaining -= n
-            finally:
-                os.close(src)
-        os.fsync(out)
-        return position
-    finally:
-        os.close(out)
+        for index, part in enumerate(parts):
+            link = staging / f"{index:06d}"
+            os.link(part, link)
+            total += link.stat().st_size
+        _fsync_dir(staging)
+        os.replace(staging, parts_dir)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    _fsync_dir(parts_dir.parent)
+    return total
 
 
-def _copy_range(src: int, dst: int, count: int, src_offset: int, dst_offset: int) -> int:
-    """Copy up to `count` bytes in the kernel when it can; a read and a write when it cannot."""
-    count = min(count, 1 << 30)
-    try:
-        n = os.copy_file_range(src, dst, count, src_offset, dst_offset)
-    except OSError:
-        n = 0
-    if n > 0:
-        return n
-    data = os.pread(src, min(count, 8 << 20), src_offset)
-    if not data:
-        raise OSError(f"partial upload shrank while it was concatenated (fd {src})")
-    view = memoryview(data)
-    while view:
-        written = os.pwrite(dst, view, dst_offset)
-        view = view[written:]
-        dst_offset += written
-    return len(data)
+def _segments(path: Path, parts_dir: Path) -> list[Path]:
+    if parts_dir.is_dir():
+        return sorted(parts_dir.iterdir())
+    return [path]
+
+
+def _delete(path: Path, parts_dir: Path) -> None:
+    path.unlink(missing_ok=True)
+    shutil.rmtree(parts_dir, ignore_errors=True)
 
 
 def _fsync_dir(path: Path) -> None:

@@ -85,9 +85,9 @@ class Uploads:
             raise ProtocolError(f"upload {upload_id} expired unfinished", 410)
         return upload
 
-    def local_path(self, upload_id: str) -> Path | None:
-        """Where the bytes can be served from with sendfile, if the store keeps them on disk."""
-        return self._storage.local_path(upload_id)
+    async def segments(self, upload_id: str) -> list[Path] | None:
+        """The local files that hold the upload's bytes in order (None: not on local disk)."""
+        return await self._storage.segments(upload_id)
 
     def _check_size(self, length: int) -> None:
         max_size = self._settings.max_size
