@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from .session import UploadSession
@@ -59,8 +59,10 @@ class SessionManager:
         return await self.store.list()
 
     async def cleanup_expired_sessions(self) -> int:
-        """Delete expired sessions (and, unfinished ones, their remote partial uploads)."""
+        """Delete expired sessions (and, unfinished ones, their remote partial uploads), and
+        the temp files of saves a killed process never finished."""
         now = self.now()
+        await self.store.sweep(before=(now - timedelta(hours=1)).timestamp())
         removed = 0
         for session in await self.store.list():
             if not session.is_expired(now):

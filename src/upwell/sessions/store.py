@@ -47,6 +47,11 @@ class SessionStore(ABC):
     async def close(self) -> None:
         return None
 
+    async def sweep(self, before: float) -> int:
+        """Remove debris of writes that never finished (a kill mid-save) older than `before`
+        (a POSIX timestamp); returns how many."""
+        return 0
+
 
 class JsonSessionStore(SessionStore):
     """One `<session_id>.json` per session (the seed's format), written temp + fsync + rename,
@@ -114,6 +119,18 @@ class JsonSessionStore(SessionStore):
                 return False
 
         return await asyncio.to_thread(unlink)
+
+    async def sweep(self, before: float) -> int:
+        def remove_stale() -> int:
+            removed = 0
+            for p in self.directory.glob(".tmp-*.json") if self.directory.is_dir() else ():
+                with contextlib.suppress(OSError):
+                    if p.stat().st_mtime < before:
+                        p.unlink()
+                        removed += 1
+            return removed
+
+        return await asyncio.to_thread(remove_stale)
 
     async def list(self) -> list[UploadSession]:
         def read_all() -> list[dict[str, Any]]:

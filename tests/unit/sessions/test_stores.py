@@ -159,3 +159,21 @@ def test_derived_ids_change_with_the_file_and_the_target(tmp_path: Path) -> None
     assert a != derive_session_id(p, 11, 1, "http://a/files/")
     assert a != derive_session_id(p, 10, 2, "http://a/files/")
     assert a != derive_session_id(p, 10, 1, "http://b/files/")
+
+
+async def test_cleanup_sweeps_temp_files_a_killed_save_left(tmp_path: Path) -> None:
+    import os
+
+    directory = tmp_path / "s"
+    directory.mkdir()
+    old = directory / ".tmp-abandoned.json"
+    old.write_text("{half")
+    fresh = directory / ".tmp-in-flight.json"
+    fresh.write_text("{half")
+    hour_ago = T0.timestamp() - 2 * 3600
+    os.utime(old, (hour_ago, hour_ago))
+    os.utime(fresh, (T0.timestamp(), T0.timestamp()))
+    manager = SessionManager(directory, now=Clock())
+    await manager.cleanup_expired_sessions()
+    assert not old.exists()
+    assert fresh.exists()  # another process may be writing it right now
