@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 import click
 
 from .cli_types import SIZE
+from .config import format_size
 from .errors import ConfigError, UpwellError
 from .protocols.google_resumable import DEFAULT_GRANULARITY, MAX_FILE_SIZE, GeminiFile
 
@@ -204,15 +205,9 @@ def _run(to: str, work: Callable[[Any, Any], Awaitable[T]]) -> T:
         raise click.UsageError(str(exc)) from None
 
 
-def _size_text(n: int) -> str:
-    from .engine.pipeline import human_size
-
-    return human_size(n)
-
-
 def _line(f: GeminiFile) -> str:
     return "  ".join(
-        [f.name, _size_text(f.size).rjust(10), f.state.ljust(10), f.display_name or "-", f.uri]
+        [f.name, format_size(f.size).rjust(10), f.state.ljust(10), f.display_name or "-", f.uri]
     )
 
 

@@ -54,6 +54,15 @@ def parse_size(text: str | int, *, what: str = "size") -> int:
     return int(value)
 
 
+def format_size(n: float) -> str:
+    """A byte count for people: 512 B, 1.5 KiB, 10 MiB, 2.3 GiB."""
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(n) < 1024 or unit == "TiB":
+            return f"{n:.0f} {unit}" if unit == "B" or n == int(n) else f"{n:.1f} {unit}"
+        n /= 1024
+    raise AssertionError("unreachable")
+
+
 def parse_rate(text: str | int) -> int:
     """Parse a rate such as `10MiB/s`, `10M` or `1048576` into bytes per second."""
     if isinstance(text, str) and text.strip().lower().endswith("/s"):

@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import aiohttp
 
+from ..config import format_size
 from ..errors import FileChangedError, IntegrityError, SourceError, TargetError, UpwellError
 from ..progress import ProgressTracker
 from ..results import ChunkMetadata
@@ -103,14 +104,6 @@ class _Counters:
         return sum(self.confirmed.values()) + sum(self.inflight.values())
 
 
-def human_size(n: float) -> str:
-    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
-        if abs(n) < 1024 or unit == "TiB":
-            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
-        n /= 1024
-    return f"{n} B"  # pragma: no cover
-
-
 class Pipeline:
     """Moves one file at a time to `target`; many may run at once over the same `http`."""
 
@@ -183,15 +176,15 @@ class Pipeline:
         caps: Capabilities = await self._retrying(lambda: self._target.open(self._http))
         if caps.max_size is not None and source.size > caps.max_size:
             raise SourceError(
-                f"{path.name} is {human_size(source.size)}, over the target's limit of "
-                f"{human_size(caps.max_size)}"
+                f"{path.name} is {format_size(source.size)}, over the target's limit of "
+                f"{format_size(caps.max_size)}"
             )
         plan = plan_upload(source.size, caps, self._chunk_size, self._max_parallel)
         tracker.update_progress(
             task_id,
             stage="chunking",
             total_chunks=len(plan.chunks),
-            message=f"Split into {len(plan.chunks)} chunks of {human_size(plan.chunk_size)}"
+            message=f"Split into {len(plan.chunks)} chunks of {format_size(plan.chunk_size)}"
             + (f" in {len(plan.parts)} parallel parts" if plan.parallel else ""),
         )
         info = SourceInfo(

@@ -20,6 +20,7 @@ from urllib.parse import quote, urlsplit
 
 import aiohttp
 
+from ..config import format_size
 from ..engine.planner import Part, Plan
 from ..engine.retry import Sleep
 from ..errors import ConfigError, IntegrityError, ProtocolError, TargetError, UploadGone
@@ -32,11 +33,6 @@ from .http import SizedStream, request
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 DEFAULT_API_VERSION = "v1beta"
 _VERSION = re.compile(r"^v[0-9]+[a-z0-9]*$")
-
-
-def _human(n: int) -> str:
-    mib = n / (1024 * 1024)
-    return f"{mib:.0f} MiB" if mib >= 1 else f"{n / 1024:.0f} KiB"
 
 
 class GeminiTarget(Target):
@@ -351,8 +347,8 @@ class GeminiUpload(RemoteUpload):
             self._upload_url = None
             self._t.learn_granularity(g)
             raise TargetError(
-                f"{what}: the service wants chunks in multiples of {_human(g)}, but "
-                f"{_human(self._plan.chunk_size)} chunks were planned; try again, or set a "
+                f"{what}: the service wants chunks in multiples of {format_size(g)}, but "
+                f"{format_size(self._plan.chunk_size)} chunks were planned; try again, or set a "
                 f"chunk size that is a multiple of {g} bytes",
                 retryable=False,
             )
