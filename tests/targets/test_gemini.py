@@ -540,3 +540,20 @@ async def test_an_error_that_quotes_the_upload_url_never_shows_it() -> None:
         assert scrubbed.retryable and scrubbed.status == 503
     plain = TargetError("nothing to hide")
     assert remote._scrub(plain) is plain
+
+
+async def test_a_file_the_project_has_no_room_for_fails_before_the_first_byte(
+    start_emu: EmuFactory, tmp_path: Path
+) -> None:
+    emu = await start_emu()
+    quota = 3 * G
+    first = make_file(tmp_path / "a.bin", 2 * G, seed=1)
+    second = make_file(tmp_path / "b.bin", 2 * G, seed=2)
+    uploader = ChunkedUploader(target=emu.target(project_quota=quota), sleep=no_sleep)
+    assert (await uploader.upload_file(first)).success
+    chunks_before = emu.faults.chunk_requests
+    result = await uploader.upload_file(second)
+    assert not result.success
+    assert result.error is not None and "does not fit" in result.error
+    assert emu.faults.chunk_requests == chunks_before  # not one byte was sent
+    assert len(emu.state.uploads) == 1  # and no upload was even started

@@ -27,6 +27,8 @@ MiB = 1024 * 1024
 DEFAULT_GRANULARITY = 8 * MiB
 #: The service's per-file limit ("2 GB"); uploads over it are refused at `start`.
 MAX_FILE_SIZE = 2 * 1024 * MiB
+#: What one project may store at once (files live 48 h).
+PROJECT_QUOTA = 20 * 1024 * MiB
 
 # Header names, as the service and the official SDK spell them.
 PROTOCOL = "X-Goog-Upload-Protocol"

@@ -56,6 +56,7 @@ class GeminiTarget(Target):
         poll_interval: float = 1.0,
         max_poll_interval: float = 10.0,
         max_size: int = gr.MAX_FILE_SIZE,
+        project_quota: int | None = gr.PROJECT_QUOTA,
         granularity: int = gr.DEFAULT_GRANULARITY,
         sleep: Sleep = asyncio.sleep,
         clock: Callable[[], float] = time.monotonic,
@@ -84,6 +85,7 @@ class GeminiTarget(Target):
         self.poll_interval = poll_interval
         self.max_poll_interval = max_poll_interval
         self.max_size = max_size
+        self.project_quota = project_quota
         self.granularity = granularity
         self._sleep = sleep
         self._clock = clock
@@ -208,6 +210,20 @@ class GeminiTarget(Target):
             if not token:
                 return
 
+    async def check_quota(self, http: aiohttp.ClientSession, size: int) -> None:
+        """Refuse, before the first byte, a file the project has no room for."""
+        if self.project_quota is None:
+            return
+        used = 0
+        async for f in self.iter_files(http):
+            used += f.size
+        if used + size > self.project_quota:
+            raise TargetError(
+                f"the project already stores {format_size(used)} of its "
+                f"{format_size(self.project_quota)}; this {format_size(size)} file does not fit "
+                "(files expire after 48 h, or remove some with `upwell files rm`)"
+            )
+
     async def delete_file(self, http: aiohttp.ClientSession, name: str) -> None:
         """Delete the File `name`."""
         name = _file_name(name)
@@ -327,6 +343,7 @@ class GeminiUpload(RemoteUpload):
     async def create(self) -> None:
         if self._upload_url is not None or self._file is not None:
             return
+        await self._t.check_quota(self._http, self._size)
         what = "POST upload start"
         headers = self._t.api_headers(gr.start_headers(self._size, self._source.mime_type))
         body = gr.start_body(self._source.display_name)
