@@ -37,6 +37,8 @@ class UploadProgress:
     task_id: str = ""
     file_path: str | None = None
     file_uri: str | None = None
+    #: The target's name for the file where it has one (Gemini: `files/abc123`).
+    file_name: str | None = None
     error: str | None = None
     compression_ratio: float | None = None
 
@@ -61,6 +63,8 @@ class UploadProgress:
             data["file_path"] = self.file_path
         if self.file_uri is not None:
             data["file_uri"] = self.file_uri
+        if self.file_name is not None:
+            data["file_name"] = self.file_name
         if self.error is not None:
             data["error"] = self.error
         if self.compression_ratio is not None:
@@ -185,7 +189,12 @@ class ProgressTracker:
         return task.progress
 
     def complete_task(
-        self, task_id: str, file_uri: str | None, message: str = "Upload complete"
+        self,
+        task_id: str,
+        file_uri: str | None,
+        message: str = "Upload complete",
+        *,
+        file_name: str | None = None,
     ) -> UploadProgress:
         task = self._tasks[task_id]
         now = self._clock()
@@ -198,6 +207,7 @@ class ProgressTracker:
             bytes_uploaded=total,
             chunk_index=max(task.progress.total_chunks - 1, 0),
             file_uri=file_uri,
+            file_name=file_name,
         )
         self._emit(task, now, force=True)
         return task.progress

@@ -174,7 +174,10 @@ class ChunkedUploader:
                     session_id=session_id,
                 )
             self.progress_tracker.complete_task(
-                task_id, result.file_uri, message=f"Uploaded {path.name}"
+                task_id,
+                result.file_uri,
+                message=f"Uploaded {path.name}",
+                file_name=result.file_name,
             )
             return result
         finally:

@@ -108,6 +108,7 @@ def test_upload_to_gemini_then_list_get_and_remove(
     assert out.returncode == 0, out.stderr
     last = json.loads(out.stdout.splitlines()[-1])
     assert last["stage"] == "complete" and last["file_uri"].startswith(f"{url}/v1beta/files/")
+    assert last["file_name"] == f"files/{last['file_uri'].rsplit('/', 1)[-1]}"
     file_id = last["file_uri"].rsplit("/", 1)[-1]
     stored = data / "files" / f"{file_id}.bin"
     assert hashlib.sha256(stored.read_bytes()).digest() == hashlib.sha256(src.read_bytes()).digest()
