@@ -166,21 +166,16 @@ class ProgressTracker:
         task = self._tasks[task_id]
         now = self._clock()
         old = task.progress
-        changes: dict[str, Any] = {}
-        if bytes_total is not None:
-            changes["bytes_total"] = bytes_total
-        if bytes_uploaded is not None:
-            changes["bytes_uploaded"] = bytes_uploaded
-        if chunk_index is not None:
-            changes["chunk_index"] = chunk_index
-        if total_chunks is not None:
-            changes["total_chunks"] = total_chunks
-        if compression_ratio is not None:
-            changes["compression_ratio"] = compression_ratio
-        if message is not None:
-            changes["message"] = message
-        if stage is not None:
-            changes["stage"] = stage
+        given: dict[str, Any] = {
+            "bytes_total": bytes_total,
+            "bytes_uploaded": bytes_uploaded,
+            "chunk_index": chunk_index,
+            "total_chunks": total_chunks,
+            "compression_ratio": compression_ratio,
+            "message": message,
+            "stage": stage,
+        }
+        changes = {k: v for k, v in given.items() if v is not None}
         new = replace(old, **changes)
         self._sample_speed(task, now, new.bytes_uploaded)
         task.progress = new

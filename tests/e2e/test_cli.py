@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.contract import STREAMING_PROGRESS_FIELDS
 from tests.support.files import make_file
 from tests.support.processes import UPWELL, free_port, run_upwell, serve_process
 
@@ -36,18 +37,7 @@ def test_upload_json_streams_ndjson_ending_with_complete(server: str, tmp_path: 
     lines = [json.loads(line) for line in out.stdout.splitlines()]
     assert len(lines) >= 3
     for line in lines:
-        for key in (
-            "percentage",
-            "stage",
-            "message",
-            "bytes_uploaded",
-            "bytes_total",
-            "chunk_index",
-            "total_chunks",
-            "timestamp",
-            "upload_speed",
-            "task_id",
-        ):
+        for key in STREAMING_PROGRESS_FIELDS:
             assert key in line
     last = lines[-1]
     assert last["stage"] == "complete" and last["percentage"] == 100.0

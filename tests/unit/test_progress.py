@@ -1,5 +1,7 @@
 import json
 
+from tests.support.contract import STREAMING_PROGRESS_FIELDS
+
 from upwell.progress import ProgressTracker, UploadProgress, to_ndjson, to_sse
 
 
@@ -53,17 +55,6 @@ def test_ndjson_and_sse_carry_the_streaming_progress_fields() -> None:
     line = to_ndjson(p)
     assert line.endswith("\n") and "\n" not in line[:-1]
     data = json.loads(line)
-    for key in (
-        "percentage",
-        "stage",
-        "message",
-        "bytes_uploaded",
-        "bytes_total",
-        "chunk_index",
-        "total_chunks",
-        "timestamp",
-        "upload_speed",
-        "task_id",
-    ):
+    for key in STREAMING_PROGRESS_FIELDS:
         assert key in data
     assert to_sse(p).startswith("event: progress\ndata: {")
