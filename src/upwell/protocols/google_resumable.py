@@ -22,6 +22,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ..errors import ProtocolError
+from .http import parse_uint as parse_uint
 
 MiB = 1024 * 1024
 DEFAULT_GRANULARITY = 8 * MiB
@@ -64,19 +65,8 @@ STATE_PROCESSING = "PROCESSING"
 STATE_ACTIVE = "ACTIVE"
 STATE_FAILED = "FAILED"
 
-_DIGITS = re.compile(r"^[0-9]{1,19}$")
 #: A File's id: lowercase letters, digits and dashes, at most 40 (the service's rule).
 FILE_ID = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,38}[a-z0-9])?$")
-
-
-def parse_uint(value: str | None, header: str) -> int:
-    """A non-negative integer header; ProtocolError (400) if missing or malformed."""
-    if value is None:
-        raise ProtocolError(f"missing {header} header", 400)
-    value = value.strip()
-    if not _DIGITS.match(value):
-        raise ProtocolError(f"{header} must be a non-negative integer, got {value[:40]!r}", 400)
-    return int(value)
 
 
 # -- commands --------------------------------------------------------------------------------

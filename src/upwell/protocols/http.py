@@ -5,10 +5,28 @@ from __future__ import annotations
 import base64
 import binascii
 import email.utils
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 
-from ..errors import TargetError
+from ..errors import ProtocolError, TargetError
+
+_DIGITS = re.compile(r"^[0-9]{1,19}$")
+
+
+def parse_uint(value: str | None, header: str) -> int:
+    """A non-negative integer header (Upload-Offset, X-Goog-Upload-Offset, …); a ProtocolError
+    (400) when it is missing, malformed or beyond 2**63 - 1."""
+    if value is None:
+        raise ProtocolError(f"missing {header} header", 400)
+    value = value.strip()
+    if not _DIGITS.match(value):
+        raise ProtocolError(f"{header} must be a non-negative integer, got {value[:40]!r}", 400)
+    number = int(value)
+    if number > 2**63 - 1:
+        raise ProtocolError(f"{header} is out of range", 400)
+    return number
+
 
 # Statuses where the same request may succeed later. 409/423/460 are tus's "your view of the
 # offset is stale / someone else is writing / the bytes were damaged": ask again and resend.

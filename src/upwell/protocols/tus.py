@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from ..errors import ProtocolError
+from .http import parse_uint as parse_uint
 
 TUS_VERSION = "1.0.0"
 OFFSET_CONTENT_TYPE = "application/offset+octet-stream"
@@ -64,22 +65,8 @@ ALLOWED_HEADERS = (
     "Want-Repr-Digest",
 )
 
-_DIGITS = re.compile(r"^[0-9]{1,19}$")
 _META_KEY = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no space
 MAX_METADATA_LENGTH = 16 * 1024
-
-
-def parse_uint(value: str | None, header: str) -> int:
-    """A non-negative integer header (Upload-Offset, Upload-Length); 400 if malformed."""
-    if value is None:
-        raise ProtocolError(f"missing {header} header", 400)
-    value = value.strip()
-    if not _DIGITS.match(value):
-        raise ProtocolError(f"{header} must be a non-negative integer, got {value[:40]!r}", 400)
-    number = int(value)
-    if number > 2**63 - 1:
-        raise ProtocolError(f"{header} is out of range", 400)
-    return number
 
 
 def check_version(value: str | None) -> None:
