@@ -624,8 +624,9 @@ async def _chunk(
         return _final_response(f)
 
 
-async def _file_request(request: web.Request) -> tuple[GeminiEmulator, str] | web.Response:
-    """The emulator and a valid file id from /{version}/files/{id}, or the error answer."""
+async def _api_request(request: web.Request) -> GeminiEmulator | web.Response:
+    """The emulator for a /{version}/files… API call with a known version and an accepted
+    key, or the error answer."""
     emu = request.app[EMULATOR]
     await _slow(emu)
     if _version(request) is None:
@@ -633,6 +634,14 @@ async def _file_request(request: web.Request) -> tuple[GeminiEmulator, str] | we
     denied = _check_key(request, emu.config.api_key)
     if denied is not None:
         return denied
+    return emu
+
+
+async def _file_request(request: web.Request) -> tuple[GeminiEmulator, str] | web.Response:
+    """The emulator and a valid file id from /{version}/files/{id}, or the error answer."""
+    emu = await _api_request(request)
+    if isinstance(emu, web.Response):
+        return emu
     file_id = request.match_info["file_id"]
     if not gr.FILE_ID.match(file_id):
         return _error(400, f"Invalid file name files/{file_id[:60]}.")
@@ -680,13 +689,9 @@ def _page_index(token: str) -> int:
 
 async def handle_list(request: web.Request) -> web.StreamResponse:
     """GET /{version}/files?pageSize=&pageToken= (newest first)"""
-    emu = request.app[EMULATOR]
-    await _slow(emu)
-    if _version(request) is None:
-        return _error(404, "Not found.")
-    denied = _check_key(request, emu.config.api_key)
-    if denied is not None:
-        return denied
+    emu = await _api_request(request)
+    if isinstance(emu, web.Response):
+        return emu
     try:
         raw = request.query.get("pageSize")
         size = DEFAULT_PAGE_SIZE if not raw else gr.parse_uint(raw, "pageSize")
