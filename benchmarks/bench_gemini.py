@@ -43,17 +43,7 @@ MIB = 1024 * 1024
 KEY = "bench-key"
 OUT = ROOT / "BENCHMARKS.md"
 
-# `upwell` with the Gemini commands, whether or not cli.py registers them yet.
-UPWELL = [
-    sys.executable,
-    "-c",
-    "import sys\n"
-    "from upwell.cli import cli, main\n"
-    "from upwell.cli_gemini import emulate, files\n"
-    "cli.commands.setdefault('emulate', emulate)\n"
-    "cli.commands.setdefault('files', files)\n"
-    "sys.exit(main(sys.argv[1:]))\n",
-]
+UPWELL = [sys.executable, "-m", "upwell"]
 SDK_UPLOAD = (
     "import sys\n"
     "from google import genai\n"

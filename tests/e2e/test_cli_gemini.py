@@ -9,7 +9,6 @@ import os
 import re
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,22 +21,11 @@ from upwell.emulators.gemini import EMULATOR, FaultPlan, create_gemini_app
 from upwell.emulators.runner import emulator_in_thread
 
 KEY = "cli-test-key-42"
-# `upwell` with the Gemini commands registered (cli.py registers them; this also works before).
-UPWELL_GEMINI: list[str] = [
-    sys.executable,
-    "-c",
-    "import sys\n"
-    "from upwell.cli import cli, main\n"
-    "from upwell.cli_gemini import emulate, files\n"
-    "cli.commands.setdefault('emulate', emulate)\n"
-    "cli.commands.setdefault('files', files)\n"
-    "sys.exit(main(sys.argv[1:]))\n",
-]
 
 
 def upwell(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [*UPWELL_GEMINI, *args],
+        [*UPWELL, *args],
         capture_output=True,
         text=True,
         timeout=60,
@@ -52,7 +40,7 @@ def emulator(tmp_path: Path) -> Iterator[tuple[str, Path, subprocess.Popen[str]]
     data = tmp_path / "emu"
     proc = subprocess.Popen(
         [
-            *UPWELL_GEMINI,
+            *UPWELL,
             "emulate",
             "gemini",
             "--port",
