@@ -12,7 +12,7 @@ import inspect
 import os
 import secrets
 from collections.abc import AsyncIterator, Iterable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from pathlib import Path
 from types import TracebackType
@@ -34,6 +34,16 @@ from .sessions.store import check_session_id
 from .targets.base import RemoteFile, SourceInfo, Target
 from .targets.http import new_session
 from .targets.resolve import resolve_target
+
+
+@dataclass(frozen=True)
+class FileKey:
+    """A file as it is (resolved path, size, mtime) and where it goes: what resume keys on."""
+
+    path: Path
+    size: int
+    mtime_ns: int
+    target: str
 
 
 def new_task_id() -> str:
@@ -78,7 +88,7 @@ class ChunkedUploader:
         self._http: aiohttp.ClientSession | None = None
         self._owned_http = 0
         # In-process resume: what a failed upload left at the target, by file and target.
-        self._unfinished: dict[tuple[str, int, int, str], dict[str, Any]] = {}
+        self._unfinished: dict[FileKey, dict[str, Any]] = {}
         self._background: set[asyncio.Future[Any]] = set()
 
     # -- pooling ------------------------------------------------------------------------
@@ -115,13 +125,15 @@ class ChunkedUploader:
             await http.close()
 
     # -- the work -------------------------------------------------------------------------
-    async def _resume_key(self, path: Path) -> tuple[str, int, int, str] | None:
-        def stat() -> tuple[str, int, int, str] | None:
+    async def _file_key(self, path: Path) -> FileKey | None:
+        """The file as it is now, for this target (one stat, in a thread); None if missing."""
+
+        def stat() -> FileKey | None:
             try:
                 st = os.stat(path)
             except OSError:
                 return None
-            return (str(path.resolve()), st.st_size, st.st_mtime_ns, self.target.url)
+            return FileKey(path.resolve(), st.st_size, st.st_mtime_ns, self.target.url)
 
         return await asyncio.to_thread(stat)
 
@@ -155,11 +167,11 @@ class ChunkedUploader:
         await self.open()
         try:
             assert self._http is not None
-            key = await self._resume_key(path)
-            size = key[1] if key else 0
+            key = await self._file_key(path)
+            size = key.size if key else 0
             self.progress_tracker.create_task(task_id, size, file_path=str(path))
             try:
-                result = await self._transfer(path, display_name, task_id, session_id)
+                result = await self._transfer(path, key, display_name, task_id, session_id)
             except (UpwellError, OSError) as exc:
                 message = (
                     str(exc) if isinstance(exc, UpwellError) else f"{path}: {exc.strerror or exc}"
@@ -216,10 +228,14 @@ class ChunkedUploader:
         )
 
     async def _transfer(
-        self, path: Path, display_name: str | None, task_id: str, session_id: str | None
+        self,
+        path: Path,
+        key: FileKey | None,
+        display_name: str | None,
+        task_id: str,
+        session_id: str | None,
     ) -> UploadResult:
         """Upload, resuming in-process what an earlier call of this uploader left unfinished."""
-        key = await self._resume_key(path)
 
         async def remember(state: dict[str, Any], plan: Plan) -> None:
             if key:
@@ -513,17 +529,23 @@ class ResumableUploader(ParallelUploader):
 
     # -- the work -------------------------------------------------------------------------
     async def _transfer(
-        self, path: Path, display_name: str | None, task_id: str, session_id: str | None
+        self,
+        path: Path,
+        key: FileKey | None,
+        display_name: str | None,
+        task_id: str,
+        session_id: str | None,
     ) -> UploadResult:
-        st = await asyncio.to_thread(_stat_or_raise, path)
-        resolved = await asyncio.to_thread(path.resolve)
-        sid = session_id or derive_session_id(resolved, st.st_size, st.st_mtime_ns, self.target.url)
+        if key is None:
+            await asyncio.to_thread(_stat_or_raise, path)  # raises why the file is unusable
+            raise SourceError(f"{path}: cannot be read")
+        sid = session_id or derive_session_id(key.path, key.size, key.mtime_ns, key.target)
         session = await self.resume_session(sid) if self.resume else None
         if session is not None and (
-            session.file_size != st.st_size
-            or session.file_mtime_ns != st.st_mtime_ns
-            or session.file_path != resolved
-            or session.target != self.target.url
+            session.file_size != key.size
+            or session.file_mtime_ns != key.mtime_ns
+            or session.file_path != key.path
+            or session.target != key.target
         ):
             self.progress_tracker.update_progress(
                 task_id,
