@@ -10,12 +10,13 @@ import re
 import tempfile
 from abc import ABC, abstractmethod
 from pathlib import Path
-from typing import Any
-
-import aiosqlite
+from typing import TYPE_CHECKING, Any
 
 from ..errors import SessionError
 from .session import UploadSession
+
+if TYPE_CHECKING:
+    import aiosqlite
 
 _SAFE_ID = re.compile(r"^[A-Za-z0-9._-]{1,128}$")
 
@@ -164,6 +165,9 @@ class SqliteSessionStore(SessionStore):
     async def _conn(self) -> aiosqlite.Connection:
         async with self._lock:
             if self._db is None:
+                # Imported here: the JSON store, the client's default, never needs SQLite.
+                import aiosqlite
+
                 await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True)
                 db = await aiosqlite.connect(self.path)
                 await db.execute("PRAGMA journal_mode=WAL")
