@@ -13,7 +13,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -21,9 +21,10 @@ from .cli_gemini import emulate, files
 from .cli_types import RATE, SIZE
 from .config import DEFAULT_TARGET, Settings
 from .errors import ConfigError, SessionError, UpwellError
-from .progress import UploadProgress, to_ndjson
-from .results import UploadResult
-from .sessions.store import check_session_id
+
+if TYPE_CHECKING:
+    from .progress import UploadProgress
+    from .results import UploadResult
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -111,6 +112,7 @@ def upload(
 ) -> int:
     """Upload PATHS (several files go at once); a cut-off run resumes when run again."""
     from .memory import return_large_buffers_to_os
+    from .sessions.store import check_session_id
     from .uploaders import ResumableUploader
 
     return_large_buffers_to_os()
@@ -153,6 +155,8 @@ async def _run_uploads(
             return list(await uploader.upload_files(paths))
 
     if as_json:
+        from .progress import to_ndjson
+
         out = sys.stdout
 
         def write_line(p: UploadProgress) -> None:
@@ -242,6 +246,7 @@ def _session_summary(sess: Any) -> dict[str, Any]:
 def sessions_show(session_dir: Path, session_id: str) -> int:
     """One session as JSON."""
     from .sessions.manager import SessionManager
+    from .sessions.store import check_session_id
 
     async def run() -> Any:
         manager = SessionManager(session_dir)
@@ -267,6 +272,7 @@ def sessions_show(session_dir: Path, session_id: str) -> int:
 def sessions_rm(session_dir: Path, session_ids: tuple[str, ...]) -> int:
     """Remove sessions, ending their unfinished uploads at the target where possible."""
     from .sessions.manager import SessionManager
+    from .sessions.store import check_session_id
 
     async def run() -> list[str]:
         manager = SessionManager(session_dir)

@@ -12,19 +12,35 @@ import os
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from .cli_types import SIZE
 from .config import format_size
 from .errors import ConfigError, UpwellError
-from .protocols.google_resumable import DEFAULT_GRANULARITY, MAX_FILE_SIZE, GeminiFile
+
+if TYPE_CHECKING:
+    from .protocols.google_resumable import GeminiFile
 
 T = TypeVar("T")
 
 
 # -- upwell emulate gemini ------------------------------------------------------------------
+# The defaults are the real service's, read when the command runs: `upwell upload` and
+# `upwell --help` need not import the Google protocol module.
+def _default_granularity() -> str:
+    from .protocols.google_resumable import DEFAULT_GRANULARITY
+
+    return str(DEFAULT_GRANULARITY)
+
+
+def _default_max_size() -> str:
+    from .protocols.google_resumable import MAX_FILE_SIZE
+
+    return str(MAX_FILE_SIZE)
+
+
 @click.group()
 def emulate() -> None:
     """Run a local emulator of a provider's file API (tests, offline work)."""
@@ -48,14 +64,14 @@ def emulate() -> None:
 )
 @click.option(
     "--granularity",
-    default=str(DEFAULT_GRANULARITY),
+    default=_default_granularity,
     type=SIZE,
     metavar="SIZE",
     help="Chunk granularity the emulator demands (real service: 8MiB).",
 )
 @click.option(
     "--max-size",
-    default=str(MAX_FILE_SIZE),
+    default=_default_max_size,
     type=SIZE,
     metavar="SIZE",
     help="Largest file accepted (real service: 2GiB).",
