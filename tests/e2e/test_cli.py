@@ -7,6 +7,7 @@ import json
 import os
 import pty
 import subprocess
+import sys
 import urllib.request
 from pathlib import Path
 
@@ -140,3 +141,59 @@ def test_progress_bars_on_a_terminal(server: str, tmp_path: Path) -> None:
     assert "tty0.bin" in screen and "tty1.bin" in screen and "total" in screen
     assert "MB/s" in screen
     assert hashlib.sha256(files[0].read_bytes()).hexdigest()  # files untouched
+
+
+# What start-up may import: the NDJSON upload to a tus server needs aiohttp, but not rich (bars
+# on a terminal), SQLite (the server's store), Gemini's code or the server's; the help needs
+# none of them, nor aiohttp.
+NOT_FOR_A_TUS_UPLOAD = (
+    "rich",
+    "aiosqlite",
+    "sqlite3",
+    "upwell.targets.gemini",
+    "upwell.protocols.google_resumable",
+    "upwell.emulators",
+    "upwell.server",
+)
+LOADED_AFTER = """
+import json, sys
+from upwell.cli import main
+code = main(sys.argv[1:]) if len(sys.argv) > 1 else 0
+print(json.dumps({"code": code, "modules": sorted(sys.modules)}))
+"""
+
+
+def loaded_after(*argv: str, env: dict[str, str] | None = None) -> list[str]:
+    """The modules a process has imported after `upwell ARGV` (none: after importing the CLI)."""
+    out = subprocess.run(
+        [sys.executable, "-c", LOADED_AFTER, *argv],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, **(env or {})},
+        check=False,
+    )
+    last = json.loads(out.stdout.splitlines()[-1])
+    assert last["code"] == 0, out.stderr
+    modules: list[str] = last["modules"]
+    return modules
+
+
+def imported(modules: list[str], names: tuple[str, ...]) -> list[str]:
+    return [m for m in modules if m.split(".")[0] in names or m.startswith(names)]
+
+
+def test_importing_the_cli_loads_no_network_storage_or_provider_code() -> None:
+    assert imported(loaded_after(), (*NOT_FOR_A_TUS_UPLOAD, "aiohttp", "upwell.uploaders")) == []
+
+
+def test_json_upload_to_tus_loads_no_progress_bars_sqlite_or_gemini(
+    server: str, tmp_path: Path
+) -> None:
+    src = make_file(tmp_path / "lean.bin", 1000)
+    modules = loaded_after(
+        "upload", str(src), "--to", server, "--json",
+        env={"UPLOAD_SESSION_DIR": str(tmp_path / "sessions")},
+    )  # fmt: skip
+    assert "upwell.targets.tus" in modules
+    assert imported(modules, NOT_FOR_A_TUS_UPLOAD) == []
