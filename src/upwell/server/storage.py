@@ -2,8 +2,8 @@
 
 Every file operation runs on a bounded pool of I/O threads, never on the event loop. A writer
 appends request bodies in large batches with one write in flight while the next batch is read
-from the socket, hashes in the same thread call (hashlib releases the GIL), and fsyncs once,
-when the request ends.
+from the socket, checksums each batch in a second thread beside its write (hashlib releases
+the GIL), and fsyncs once, when the request ends.
 """
 
 from __future__ import annotations
@@ -148,17 +148,25 @@ class FileWriter:
         self._written = 0  # bytes the threads have written so far
         self._checksum = checksum
         self._hasher = hashlib.new(checksum.algorithm) if checksum else None
-        self._pending: Future[None] | None = None
+        self._pending: list[Future[None]] = []
 
     async def _wait_pending(self) -> None:
-        pending, self._pending = self._pending, None
-        if pending is not None:
-            await asyncio.wrap_future(pending)
+        pending, self._pending = self._pending, []
+        outcomes = await asyncio.gather(
+            *(asyncio.wrap_future(f) for f in pending), return_exceptions=True
+        )
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
 
     async def write(self, buffers: list[bytes]) -> None:
         await self._wait_pending()
         size = sum(len(b) for b in buffers)
-        self._pending = self._executor.submit(self._write_batch, buffers, self._position)
+        # The checksum and the write of one batch run in two threads at once (both release
+        # the GIL); batches still go one at a time, so each hashes and lands in order.
+        self._pending.append(self._executor.submit(self._write_batch, buffers, self._position))
+        if self._hasher is not None:
+            self._pending.append(self._executor.submit(self._hash_batch, buffers))
         self._position += size
 
     async def finish(self, tail: list[bytes], *, keep: bool = True) -> Appended:
@@ -169,10 +177,12 @@ class FileWriter:
             raise
         return await asyncio.wrap_future(self._executor.submit(self._end, tail, keep))
 
+    def _hash_batch(self, buffers: list[bytes]) -> None:
+        assert self._hasher is not None
+        for buffer in buffers:
+            self._hasher.update(buffer)
+
     def _write_batch(self, buffers: list[bytes], position: int) -> None:
-        if self._hasher is not None:
-            for buffer in buffers:
-                self._hasher.update(buffer)
         views = [memoryview(b) for b in buffers if b]
         while views:
             done = os.pwritev(self._fd, views, position)
@@ -188,6 +198,8 @@ class FileWriter:
         mismatch = False
         try:
             if keep and tail:
+                if self._hasher is not None:
+                    self._hash_batch(tail)
                 self._write_batch(tail, self._start + self._written)
             if keep and self._checksum is not None and self._hasher is not None:
                 mismatch = not hmac.compare_digest(self._hasher.digest(), self._checksum.digest)
