@@ -215,30 +215,32 @@ class Pipeline:
             job = _PartJob(
                 self, source, remote, caps, counters, chunks, tracker, task_id, algorithms, journal
             )
-            if plan.parallel:
-                # Parts go in any order; the whole-file hash reads the file in order beside them.
-                hashing = asyncio.ensure_future(
-                    asyncio.to_thread(source.hash_range, 0, source.size, [file_hash])
-                )
-                sem = asyncio.Semaphore(self._max_parallel)
+            # The whole-file hash reads the file in order in a thread of its own, beside the
+            # chunk hashes that must precede each request: two cores, two hashes at once.
+            hashing = asyncio.ensure_future(
+                asyncio.to_thread(source.hash_range, 0, source.size, [file_hash])
+            )
+            try:
+                if plan.parallel:
+                    sem = asyncio.Semaphore(self._max_parallel)
 
-                async def bounded(part: Part) -> None:
-                    async with sem:
-                        await job.run(part, None)
+                    async def bounded(part: Part) -> None:
+                        async with sem:
+                            await job.run(part)
 
-                try:
-                    async with asyncio.TaskGroup() as tg:
-                        for part in plan.parts:
-                            tg.create_task(bounded(part))
-                except BaseExceptionGroup as group:
-                    # One part failed and the others were stopped: report why it failed.
-                    raise _first_cause(group) from None
-                finally:
-                    if not hashing.done():
-                        hashing.cancel()
-                await hashing
-            else:
-                await job.run(plan.parts[0], file_hash)
+                    try:
+                        async with asyncio.TaskGroup() as tg:
+                            for part in plan.parts:
+                                tg.create_task(bounded(part))
+                    except BaseExceptionGroup as group:
+                        # One part failed and the others were stopped: report why it failed.
+                        raise _first_cause(group) from None
+                else:
+                    await job.run(plan.parts[0])
+            except BaseException:
+                hashing.cancel()
+                raise
+            await hashing
             await source.check_unchanged()
             tracker.update_progress(task_id, stage="finalizing", message="Finalizing upload")
             remote_file: RemoteFile = await self._retrying(remote.finish)
@@ -319,13 +321,8 @@ class _PartJob:
         self.task_id = task_id
         self.algorithms = algorithms
 
-    async def _digest(self, start: int, end: int, file_hash: Any | None) -> dict[str, bytes]:
-        hashers = {a: hashlib.new(a) for a in self.algorithms}
-        extra = [file_hash] if file_hash is not None else []
-        await asyncio.to_thread(
-            self.source.hash_range, start, end - start, [*hashers.values(), *extra]
-        )
-        return {a: h.digest() for a, h in hashers.items()}
+    async def _digest(self, start: int, end: int) -> dict[str, bytes]:
+        return await self.source.digest_range(start, end - start, self.algorithms)
 
     def _report(self, chunk: Chunk) -> None:
         c = self.counters
@@ -336,15 +333,15 @@ class _PartJob:
             compression_ratio=c.wire / c.sent if c.sent and c.wire != c.sent else None,
         )
 
-    async def run(self, part: Part, file_hash: Any | None) -> None:
-        """Send what the target lacks of `part`; `file_hash` (sequential plans) is fed in order."""
+    async def run(self, part: Part) -> None:
+        """Send what the target lacks of `part`."""
         pos = part.offset + self.counters.confirmed[part.index]
         if pos > part.offset:
-            await self._verify_prefix(part, pos, file_hash)
+            await self._verify_prefix(part, pos)
         todo = [(max(c.offset, pos), c) for c in part.chunks if c.end > pos]
         nxt: asyncio.Future[dict[str, bytes]] | None = None
         if todo:
-            nxt = asyncio.ensure_future(self._digest(todo[0][0], todo[0][1].end, file_hash))
+            nxt = asyncio.ensure_future(self._digest(todo[0][0], todo[0][1].end))
         try:
             for i, (start, chunk) in enumerate(todo):
                 assert nxt is not None
@@ -352,28 +349,19 @@ class _PartJob:
                 nxt = None
                 if i + 1 < len(todo):
                     # Hash the next chunk while this one is on the wire.
-                    nxt = asyncio.ensure_future(
-                        self._digest(todo[i + 1][0], todo[i + 1][1].end, file_hash)
-                    )
+                    nxt = asyncio.ensure_future(self._digest(todo[i + 1][0], todo[i + 1][1].end))
                 await self._send_chunk(part, chunk, start, digests)
         finally:
             if nxt is not None:
                 nxt.cancel()
 
-    async def _verify_prefix(self, part: Part, pos: int, file_hash: Any | None) -> None:
-        """Re-hash what the target already holds: the whole-file hash needs it, and a chunk
-        whose SHA-256 differs from the journal's proves the file changed since that run."""
+    async def _verify_prefix(self, part: Part, pos: int) -> None:
+        """Re-hash the whole chunks the target already holds: one whose SHA-256 differs from
+        the journal's proves the file changed since that run."""
         for c in part.chunks:
-            if c.offset >= pos:
+            if c.end > pos:
                 break
-            end = min(c.end, pos)
-            chunk_hash = hashlib.sha256() if end == c.end else None
-            hashers = [h for h in (file_hash, chunk_hash) if h is not None]
-            if hashers:
-                await asyncio.to_thread(self.source.hash_range, c.offset, end - c.offset, hashers)
-            if chunk_hash is None:
-                continue
-            digest = chunk_hash.hexdigest()
+            digest = (await self.source.digest_range(c.offset, c.size, ("sha256",)))["sha256"].hex()
             expected = self.journal.checksums.get(c.index)
             if expected and expected != digest:
                 raise FileChangedError(
@@ -430,7 +418,7 @@ class _PartJob:
                 if throttle is not None:
                     await throttle.consume(n)
 
-            stream = self.source.stream_range(
+            stream = self.source.slices(
                 pos,
                 chunk.end - pos,
                 on_slice=on_slice,

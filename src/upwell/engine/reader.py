@@ -2,7 +2,8 @@
 
 Memory is bounded by the slices in flight (one being sent, one read ahead), not by the file
 or chunk size. hashlib and os.pread release the GIL, so hashing runs on another core while
-the event loop sends.
+the event loop sends. A body sent as it is on disk goes by sendfile: the kernel copies it from
+the page cache (where hashing just read it) to the socket, and Python never holds it.
 """
 
 from __future__ import annotations
@@ -11,7 +12,9 @@ import asyncio
 import hashlib
 import os
 import stat
-from collections.abc import AsyncIterator, Callable, Iterable
+import threading
+from collections.abc import AsyncIterator, Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -34,12 +37,34 @@ class Fingerprint:
 
 
 class FileSource:
-    """A file on disk, opened once; every read is a positioned read of one slice."""
+    """A file on disk, opened once; every read is a positioned read of one slice.
+
+    Reads run in threads that a cancelled task cannot stop, so `close` asks them to stop at
+    their next slice and waits for them before it closes the descriptor they read from.
+    """
 
     def __init__(self, path: Path, fd: int, fingerprint: Fingerprint) -> None:
         self.path = path
         self.fd = fd
         self.fingerprint = fingerprint
+        # The same descriptor as a file object, for loop.sendfile (positioned reads only).
+        self.file = open(fd, "rb", buffering=0, closefd=False)  # noqa: SIM115
+        self._readers = 0
+        self._closing = False
+        self._idle = threading.Condition()
+
+    @contextmanager
+    def _reading(self) -> Iterator[None]:
+        with self._idle:
+            if self._closing:
+                raise SourceError(f"{self.path}: the file was closed")
+            self._readers += 1
+        try:
+            yield
+        finally:
+            with self._idle:
+                self._readers -= 1
+                self._idle.notify_all()
 
     @property
     def size(self) -> int:
@@ -68,9 +93,17 @@ class FileSource:
         return cls(path, fd, _fingerprint(st))
 
     async def close(self) -> None:
-        fd, self.fd = self.fd, -1
-        if fd >= 0:
-            await asyncio.to_thread(os.close, fd)
+        await asyncio.to_thread(self._close_sync)
+
+    def _close_sync(self) -> None:
+        with self._idle:
+            if self._closing:
+                return
+            self._closing = True
+            while self._readers:
+                self._idle.wait()
+        self.file.close()  # closefd=False: leaves the descriptor to us
+        os.close(self.fd)
 
     async def check_unchanged(self) -> None:
         """Raise SourceError if the file's size or mtime moved since it was opened."""
@@ -84,6 +117,10 @@ class FileSource:
 
     def read_exact(self, offset: int, size: int) -> bytes:
         """Blocking: read exactly `size` bytes at `offset` (run in a thread)."""
+        with self._reading():
+            return self._read_exact(offset, size)
+
+    def _read_exact(self, offset: int, size: int) -> bytes:
         data = os.pread(self.fd, size, offset)
         if len(data) == size:
             return data
@@ -92,7 +129,7 @@ class FileSource:
         while got < size:
             more = os.pread(self.fd, size - got, offset + got)
             if not more:
-                raise SourceError(f"{self.path}: the file shrank while it was being uploaded")
+                raise _shrank(self.path)
             parts.append(more)
             got += len(more)
         return b"".join(parts)
@@ -103,19 +140,21 @@ class FileSource:
         """Blocking: feed [offset, offset + size) to every hasher, slice by slice.
 
         Reads into one reused buffer, so hashing a chunk of any size allocates one slice.
+        Stops early, leaving the hashers incomplete, when the file is being closed.
         """
         hs = list(hashers)
         buf = bytearray(min(slice_size, max(size, 1)))
         view = memoryview(buf)
         pos, end = offset, offset + size
-        while pos < end:
-            want = min(len(buf), end - pos)
-            got = os.preadv(self.fd, [view[:want]], pos)
-            if got <= 0:
-                raise SourceError(f"{self.path}: the file shrank while it was being uploaded")
-            for h in hs:
-                h.update(view[:got])
-            pos += got
+        with self._reading():
+            while pos < end and not self._closing:
+                want = min(len(buf), end - pos)
+                got = os.preadv(self.fd, [view[:want]], pos)
+                if got <= 0:
+                    raise _shrank(self.path)
+                for h in hs:
+                    h.update(view[:got])
+                pos += got
 
     async def digest_range(
         self, offset: int, size: int, algorithms: Iterable[str]
@@ -125,7 +164,7 @@ class FileSource:
         await asyncio.to_thread(self.hash_range, offset, size, hashers.values())
         return {a: h.digest() for a, h in hashers.items()}
 
-    async def stream_range(
+    def slices(
         self,
         offset: int,
         size: int,
@@ -133,24 +172,68 @@ class FileSource:
         before_slice: Callable[[int], Any] | None = None,
         slice_size: int = SLICE_SIZE,
         compressor: Compressor | None = None,
-    ) -> AsyncIterator[bytes]:
-        """Yield [offset, offset + size) in slices, reading the next one while this one is sent.
+    ) -> FileSlices:
+        """[offset, offset + size) of this file, to be sent slice by slice (see FileSlices)."""
+        return FileSlices(self, offset, size, on_slice, before_slice, slice_size, compressor)
 
-        With a `compressor`, each slice is compressed in the same thread call that reads it.
-        `before_slice(n)` may be a coroutine function (the throttle, metering the bytes that go
-        on the wire); `on_slice(n)` counts file bytes handed on (progress).
-        """
-        pos, end = offset, offset + size
+
+class FileSlices:
+    """A range of a file on its way to a socket, one slice at a time.
+
+    Iterating yields the slices as bytes, each read (and, with a `compressor`, compressed) in a
+    thread while the one before is sent. `send_to` instead hands the range to the kernel with
+    `loop.sendfile`, so file bytes never enter Python: the way for plain, unencoded bodies on
+    an ordinary socket. Either way `before_slice(n)` runs before a slice goes out (it may be a
+    coroutine function: the throttle, metering bytes on the wire) and `on_slice(n)` after
+    (progress, counting file bytes).
+    """
+
+    def __init__(
+        self,
+        source: FileSource,
+        offset: int,
+        size: int,
+        on_slice: Callable[[int], None] | None = None,
+        before_slice: Callable[[int], Any] | None = None,
+        slice_size: int = SLICE_SIZE,
+        compressor: Compressor | None = None,
+    ) -> None:
+        self.source = source
+        self.offset = offset
+        self.size = size
+        self._on_slice = on_slice
+        self._before_slice = before_slice
+        self._slice_size = slice_size
+        self._compressor = compressor
+
+    @property
+    def unencoded(self) -> bool:
+        """Whether the bytes go out exactly as they are on disk (so sendfile can carry them)."""
+        return self._compressor is None
+
+    async def _before(self, n: int) -> None:
+        if self._before_slice is not None and n:
+            waited = self._before_slice(n)
+            if asyncio.iscoroutine(waited):
+                await waited
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        return self._read_slices()
+
+    async def _read_slices(self) -> AsyncIterator[bytes]:
+        pos, end = self.offset, self.offset + self.size
+        compressor = self._compressor
+        source = self.source
 
         def read(at: int, n: int, last: bool) -> tuple[int, bytes]:
-            data = self.read_exact(at, n)
+            data = source.read_exact(at, n)
             if compressor is None:
                 return n, data
             out = compressor.compress(data)
             return n, out + compressor.flush() if last else out
 
         def start(at: int) -> asyncio.Future[tuple[int, bytes]]:
-            n = min(slice_size, end - at)
+            n = min(self._slice_size, end - at)
             return asyncio.ensure_future(asyncio.to_thread(read, at, n, at + n >= end))
 
         pending = start(pos) if pos < end else None
@@ -159,17 +242,47 @@ class FileSource:
                 n, data = await pending
                 pos += n
                 pending = start(pos) if pos < end else None
-                if before_slice is not None and data:
-                    waited = before_slice(len(data))
-                    if asyncio.iscoroutine(waited):
-                        await waited
+                await self._before(len(data))
                 if data:
                     yield data
-                if on_slice is not None:
-                    on_slice(n)
+                if self._on_slice is not None:
+                    self._on_slice(n)
         finally:
             if pending is not None:
                 pending.cancel()
+
+    async def send_to(self, transport: asyncio.WriteTransport) -> None:
+        """Send the range on `transport` with `loop.sendfile`, slice by slice.
+
+        Raises SendfileNotAvailableError (nothing sent) when the transport or loop cannot do
+        it, e.g. TLS; the caller then iterates instead. Only for `unencoded` ranges.
+        """
+        if not self.unencoded:
+            raise asyncio.SendfileNotAvailableError("an encoded body cannot be sent from the file")
+        loop = asyncio.get_running_loop()
+        pos, end = self.offset, self.offset + self.size
+        while pos < end:
+            n = min(self._slice_size, end - pos)
+            await self._before(n)
+            if transport.is_closing():
+                raise ConnectionResetError("the connection closed while sending")
+            try:
+                sent = await loop.sendfile(transport, self.source.file, pos, n, fallback=False)
+            except NotImplementedError:  # an event loop without sendfile (uvloop, Windows)
+                raise asyncio.SendfileNotAvailableError("this event loop has no sendfile") from None
+            except asyncio.SendfileNotAvailableError:
+                if pos > self.offset:
+                    raise ConnectionResetError("sendfile stopped part way") from None
+                raise
+            if sent != n:  # the file ended early
+                raise _shrank(self.source.path)
+            pos += n
+            if self._on_slice is not None:
+                self._on_slice(n)
+
+
+def _shrank(path: Path) -> SourceError:
+    return SourceError(f"{path}: the file shrank while it was being uploaded")
 
 
 def _fingerprint(st: os.stat_result) -> Fingerprint:

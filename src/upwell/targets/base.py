@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterable
 from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
 
 from ..engine.planner import Part, Plan
+from ..engine.reader import FileSlices
 from .capabilities import Capabilities
 
 
@@ -31,7 +31,7 @@ class Body:
 
     offset: int
     size: int
-    stream: AsyncIterable[bytes]
+    stream: FileSlices
     digests: dict[str, bytes] = field(default_factory=dict)
     encoding: str | None = None
 

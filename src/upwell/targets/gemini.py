@@ -28,7 +28,7 @@ from ..protocols import google_resumable as gr
 from ..protocols.http import RETRYABLE_STATUSES, parse_retry_after
 from .base import Body, RemoteFile, RemoteUpload, SourceInfo, Target
 from .capabilities import Capabilities
-from .http import SizedStream, request
+from .http import body_payload, request
 
 DEFAULT_BASE_URL = "https://generativelanguage.googleapis.com"
 DEFAULT_API_VERSION = "v1beta"
@@ -399,7 +399,7 @@ class GeminiUpload(RemoteUpload):
         finalize = body.offset + body.size == self._size
         what = f"POST chunk at offset {body.offset}" + (" (finalize)" if finalize else "")
         headers = gr.chunk_headers(body.offset, body.size, finalize)
-        data = SizedStream(body.stream, body.size, "application/octet-stream")
+        data = body_payload(body, "application/octet-stream")
         code, rheaders, status, text = await self._post_upload_url(what, headers, data)
         if code == 200 and status is not None:
             if status.final:

@@ -2,22 +2,65 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterable, AsyncIterator
+import asyncio
+import logging
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
-from aiohttp.payload import AsyncIterablePayload
+from aiohttp.abc import AbstractStreamWriter
+from aiohttp.payload import Payload
 
+from ..engine.reader import FileSlices
 from ..errors import TargetError
+from .base import Body
+
+log = logging.getLogger("upwell")
 
 
-class SizedStream(AsyncIterablePayload):
-    """A streamed body of known length, so the request carries Content-Length, not chunks."""
+class FilePayload(Payload):
+    """A request body read from a file range: by sendfile when the bytes go as they are on an
+    ordinary socket, else slice by slice through aiohttp's writer (TLS, gzip). Unencoded, its
+    length is known, so the request carries Content-Length; encoded, it goes chunked."""
 
-    def __init__(self, stream: AsyncIterable[bytes], size: int, content_type: str) -> None:
-        super().__init__(stream, content_type=content_type)
-        self._size = size
+    def __init__(self, slices: FileSlices, content_type: str) -> None:
+        super().__init__(slices, content_type=content_type)
+        self._slices = slices
+        if slices.unencoded:
+            self._size = slices.size
+
+    def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
+        raise TypeError("a file body is not text")
+
+    async def write(self, writer: AbstractStreamWriter) -> None:
+        slices = self._slices
+        transport = writer.transport
+        if slices.unencoded and transport is not None and _plain_socket(transport):
+            writer.send_headers()
+            await writer.drain()
+            try:
+                await slices.send_to(transport)
+            except asyncio.SendfileNotAvailableError:
+                pass  # nothing was sent: go the ordinary way
+            else:
+                log.debug("sent %d bytes at offset %d by sendfile", slices.size, slices.offset)
+                return
+        async for data in slices:
+            await writer.write(data)
+        log.debug("sent %d bytes at offset %d read in slices", slices.size, slices.offset)
+
+
+def _plain_socket(transport: asyncio.BaseTransport) -> bool:
+    return (
+        transport.get_extra_info("sslcontext") is None
+        and transport.get_extra_info("socket") is not None
+    )
+
+
+def body_payload(body: Body, content_type: str) -> FilePayload:
+    """The aiohttp payload that sends `body`."""
+    return FilePayload(body.stream, content_type)
 
 
 @asynccontextmanager

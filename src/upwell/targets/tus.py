@@ -10,7 +10,6 @@ from typing import Any
 from urllib.parse import urljoin
 
 import aiohttp
-from aiohttp.payload import AsyncIterablePayload
 
 from ..engine.planner import Part, Plan
 from ..errors import ProtocolError, TargetError, UploadGone
@@ -18,7 +17,7 @@ from ..protocols import tus
 from ..protocols.http import error_for_status, parse_repr_digest
 from .base import Body, RemoteFile, RemoteUpload, SourceInfo, Target
 from .capabilities import Capabilities
-from .http import SizedStream, request
+from .http import body_payload, request
 
 
 class TusTarget(Target):
@@ -198,11 +197,7 @@ class TusUpload(RemoteUpload):
     async def send(self, part: Part, body: Body) -> int:
         rel = body.offset - part.offset
         url = self._part_urls.get(part.index)
-        data = (
-            AsyncIterablePayload(body.stream, content_type=tus.OFFSET_CONTENT_TYPE)
-            if body.encoding
-            else SizedStream(body.stream, body.size, tus.OFFSET_CONTENT_TYPE)
-        )
+        data = body_payload(body, tus.OFFSET_CONTENT_TYPE)
         if url is None:
             # creation-with-upload: the file fits in one request, so create and send at once.
             what = "POST (create upload with data)"
