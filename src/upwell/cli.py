@@ -6,7 +6,6 @@ Exit codes: 0 success, 1 an upload failed, 2 a usage error, 130 interrupted.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import json
 import logging
@@ -18,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .cli_gemini import emulate, files
+from .cli_run import hold_gc_for_startup, run_command
 from .cli_types import RATE, SIZE
 from .config import DEFAULT_TARGET, Settings
 from .errors import ConfigError, SessionError, UpwellError
@@ -67,7 +67,7 @@ def serve(host: str, port: int, data_dir: Path, max_size: int | None) -> int:
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
     try:
-        asyncio.run(serve_forever(settings))
+        run_command(serve_forever(settings))
     except OSError as exc:
         raise click.ClickException(
             f"cannot serve on {host}:{port}: {exc.strerror or exc}"
@@ -132,7 +132,7 @@ def upload(
         uploader = ResumableUploader(settings=settings, max_files=max_files, resume=not no_resume)
     except (ConfigError, SessionError) as exc:
         raise click.UsageError(str(exc)) from None
-    results = asyncio.run(_run_uploads(uploader, list(paths), as_json, session_id))
+    results = run_command(_run_uploads(uploader, list(paths), as_json, session_id))
     failed = [r for r in results if not r.success]
     for r in failed:
         click.echo(f"upwell: upload failed: {r.file_path}: {r.error}", err=True)
@@ -209,7 +209,7 @@ def sessions_list(session_dir: Path, as_json: bool) -> int:
         finally:
             await manager.close()
 
-    found = asyncio.run(run())
+    found = run_command(run())
     for sess in found:
         if as_json:
             click.echo(json.dumps(_session_summary(sess)))
@@ -256,7 +256,7 @@ def sessions_show(session_dir: Path, session_id: str) -> int:
             await manager.close()
 
     try:
-        sess = asyncio.run(run())
+        sess = run_command(run())
     except SessionError as exc:
         raise click.UsageError(str(exc)) from None
     if sess is None:
@@ -293,7 +293,7 @@ def sessions_rm(session_dir: Path, session_ids: tuple[str, ...]) -> int:
         return missing
 
     try:
-        missing = asyncio.run(run())
+        missing = run_command(run())
     except SessionError as exc:
         raise click.UsageError(str(exc)) from None
     for sid in missing:
@@ -318,7 +318,7 @@ def sessions_cleanup(session_dir: Path) -> int:
         finally:
             await manager.close()
 
-    click.echo(f"removed {asyncio.run(run())} expired session(s)")
+    click.echo(f"removed {run_command(run())} expired session(s)")
     return 0
 
 
@@ -352,4 +352,5 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def entrypoint() -> None:
     """The console script."""
+    hold_gc_for_startup()
     sys.exit(main())

@@ -6,7 +6,6 @@ would show it). Errors are one line; exit codes as for `upwell`: 0 ok, 1 failed,
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import sys
@@ -16,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from .cli_run import run_command
 from .cli_types import SIZE
 from .config import format_size
 from .errors import ConfigError, UpwellError
@@ -177,7 +177,7 @@ def emulate_gemini(
         sys.stdout.flush()
 
     try:
-        asyncio.run(serve_until_signalled(app, host, port, ready))
+        run_command(serve_until_signalled(app, host, port, ready))
     except OSError as exc:
         raise click.ClickException(
             f"cannot serve on {host}:{port}: {exc.strerror or exc}"
@@ -216,7 +216,7 @@ def _run(to: str, work: Callable[[Any, Any], Awaitable[T]]) -> T:
             return await work(target, http)
 
     try:
-        return asyncio.run(main())
+        return run_command(main())
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
 
