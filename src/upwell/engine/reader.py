@@ -52,6 +52,7 @@ class FileSource:
         self._readers = 0
         self._closing = False
         self._idle = threading.Condition()
+        self._buffers: list[bytearray] = []  # hash buffers, reused: fresh pages cost a fault each
 
     @contextmanager
     def _reading(self) -> Iterator[None]:
@@ -143,18 +144,31 @@ class FileSource:
         Stops early, leaving the hashers incomplete, when the file is being closed.
         """
         hs = list(hashers)
-        buf = bytearray(min(slice_size, max(size, 1)))
-        view = memoryview(buf)
         pos, end = offset, offset + size
         with self._reading():
-            while pos < end and not self._closing:
-                want = min(len(buf), end - pos)
-                got = os.preadv(self.fd, [view[:want]], pos)
-                if got <= 0:
-                    raise _shrank(self.path)
-                for h in hs:
-                    h.update(view[:got])
-                pos += got
+            buf = self._take_buffer(slice_size)
+            try:
+                view = memoryview(buf)
+                while pos < end and not self._closing:
+                    want = min(len(buf), end - pos)
+                    got = os.preadv(self.fd, [view[:want]], pos)
+                    if got <= 0:
+                        raise _shrank(self.path)
+                    for h in hs:
+                        h.update(view[:got])
+                    pos += got
+                view.release()
+            finally:
+                with self._idle:
+                    self._buffers.append(buf)
+
+    def _take_buffer(self, size: int) -> bytearray:
+        with self._idle:
+            while self._buffers:
+                buf = self._buffers.pop()
+                if len(buf) == size:
+                    return buf
+        return bytearray(size)
 
     async def digest_range(
         self, offset: int, size: int, algorithms: Iterable[str]
