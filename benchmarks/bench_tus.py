@@ -238,37 +238,51 @@ def verify(server: peers.Server, upload_url: str, src_hash: str) -> None:
         raise RuntimeError(f"{upload_url}: stored bytes differ from the source (sha256 {got})")
 
 
-def run_case(case: Case, src: Path, src_hash: str, runs: int, work_root: Path) -> Outcome:
-    outcome = Outcome(case)
+def run_once(
+    case: Case, outcome: Outcome, i: int, src: Path, src_hash: str, work_root: Path
+) -> None:
+    """Run `case` once (run number i), adding its time and peak RSS to `outcome`."""
+    if outcome.error:
+        return
+    work = work_root / f"{case.key}-{i}"
+    work.mkdir()
+    env = peers.client_env(work / "client-sessions")
+    try:
+        with SERVERS[case.server](work / "server-data", work / "server.log") as server:
+            try:
+                results, upload_url = case.client(server, src, work, env)
+            except RuntimeError as exc:
+                raise RuntimeError(f"{exc}\n{server.name} log:\n{server.log_tail()}") from exc
+            verify(server, upload_url, src_hash)
+            outcome.seconds.append(sum(r.seconds for r in results))
+            outcome.peak_rss.append(max(r.peak_rss for r in results))
+            outcome.commands = [redact(r.argv, work_root, server.url, results[0]) for r in results]
+    except Exception as exc:  # one broken case must not hide the others' numbers
+        outcome.error = f"run {i + 1}: {type(exc).__name__}: {exc}"
+        print(f"  [{case.key}] FAILED {outcome.error}", file=sys.stderr)
+        return
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    rate = src.stat().st_size / 1e6 / outcome.seconds[-1]
+    rss = outcome.peak_rss[-1] / MIB
+    print(f"  [{case.key}] run {i + 1}: {rate:.1f} MB/s, peak RSS {rss:.1f} MiB", file=sys.stderr)
+
+
+def run_cases(
+    cases: list[Case], src: Path, src_hash: str, runs: int, work_root: Path
+) -> list[Outcome]:
+    """Every case once per round, round after round, so that the machine's slow and fast
+    moments (this VM's are large) fall on all cases alike; one untimed warm-up round first."""
+    warmup = [Outcome(c) for c in cases]
+    print("warm-up round (not counted)", file=sys.stderr)
+    for case, outcome in zip(cases, warmup, strict=True):
+        run_once(case, outcome, 0, src, src_hash, work_root)
+    outcomes = [Outcome(c) for c in cases]
     for i in range(runs):
-        work = work_root / f"{case.key}-{i}"
-        work.mkdir()
-        env = peers.client_env(work / "client-sessions")
-        try:
-            with SERVERS[case.server](work / "server-data", work / "server.log") as server:
-                try:
-                    results, upload_url = case.client(server, src, work, env)
-                except RuntimeError as exc:
-                    raise RuntimeError(f"{exc}\n{server.name} log:\n{server.log_tail()}") from exc
-                verify(server, upload_url, src_hash)
-                outcome.seconds.append(sum(r.seconds for r in results))
-                outcome.peak_rss.append(max(r.peak_rss for r in results))
-                outcome.commands = [
-                    redact(r.argv, work_root, server.url, results[0]) for r in results
-                ]
-        except Exception as exc:  # one broken case must not hide the others' numbers
-            outcome.error = f"run {i + 1}: {type(exc).__name__}: {exc}"
-            print(f"  [{case.key}] FAILED {outcome.error}", file=sys.stderr)
-            return outcome
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-        rate = src.stat().st_size / 1e6 / outcome.seconds[-1]
-        rss = outcome.peak_rss[-1] / MIB
-        print(
-            f"  [{case.key}] run {i + 1}: {rate:.1f} MB/s, peak RSS {rss:.1f} MiB",
-            file=sys.stderr,
-        )
-    return outcome
+        print(f"round {i + 1} of {runs}", file=sys.stderr)
+        for case, outcome in zip(cases, outcomes, strict=True):
+            run_once(case, outcome, i, src, src_hash, work_root)
+    return outcomes
 
 
 def redact(argv: list[str], work_root: Path, endpoint: str, first: Measured) -> str:
@@ -350,7 +364,9 @@ def report(
         f"`{shlex.join(argv)}`.",
         "",
         f"tus uploads on loopback (127.0.0.1) of a {size / MIB:.0f} MiB file of random bytes; "
-        f"median of {runs} runs per case; every run starts a fresh server with an empty data "
+        f"median of {runs} runs per case, run in rounds (every case once per round, after one "
+        "untimed warm-up round) so the machine's slow moments fall on all cases alike; every "
+        "run starts a fresh server with an empty data "
         f"directory under `{work}` (same disk as the source file) and checks the stored bytes' "
         "SHA-256 afterwards (untimed). MB/s = 10^6 bytes/s of wall time from the client's first "
         "process start to its last exit (the process start-up is included: it is what a user "
@@ -449,6 +465,16 @@ def main(argv: list[str] | None = None) -> int:
     if shutil.which("curl") is None:
         parser.error("curl is not on PATH")
 
+    # A pip install compiles upwell's bytecode; an editable one in an environment with
+    # PYTHONDONTWRITEBYTECODE set would recompile it at every start, so compile it first.
+    compiled = subprocess.run(
+        [sys.executable, "-m", "compileall", "-q", str(peers.REPO / "src" / "upwell")],
+        env={**os.environ, "PYTHONDONTWRITEBYTECODE": ""},
+        check=False,
+    )
+    if compiled.returncode != 0:
+        parser.error("could not compile upwell's bytecode (compileall failed)")
+
     cases = CASES
     if args.only:
         keys = set(args.only.split(","))
@@ -458,9 +484,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory(prefix="upwell-bench-", dir=args.work_dir) as tmp:
         work = Path(tmp)
         with source(work / f"random-{args.size_mib}MiB.bin", size) as (src, src_hash):
-            for case in cases:
-                print(f"({case.key}) {case.label}", file=sys.stderr)
-                outcomes.append(run_case(case, src, src_hash, args.runs, work))
+            outcomes.extend(run_cases(cases, src, src_hash, args.runs, work))
         if args.big:
             big = Case(
                 "big", f"upwell upload → upwell serve, {args.big_gib} GiB file", "upwell",
@@ -468,7 +492,8 @@ def main(argv: list[str] | None = None) -> int:
             )  # fmt: skip
             with source(work / f"random-{args.big_gib}GiB.bin", big_size) as (src, src_hash):
                 print(f"({big.key}) {big.label}", file=sys.stderr)
-                outcomes.append(run_case(big, src, src_hash, 1, work))
+                outcomes.append(Outcome(big))
+                run_once(big, outcomes[-1], 0, src, src_hash, work)
         text = report(outcomes, size, args.runs, big_size, sys.argv, work.parent)
     write_section(args.output, "tus", text)
     print(text)
