@@ -104,7 +104,7 @@ def measure(argv: Sequence[str], env: dict[str, str], workdir: Path) -> Measured
 
     `ru_maxrss` of a child forked from this (large) Python process counts the pages it shared
     with us before exec, so the kernel's figure comes from GNU time, a tiny parent, when it is
-    installed; psutil polls the RSS sum of the process tree beside it either way.
+    installed; without it, psutil polls the RSS sum of the process tree.
     """
     out_path, err_path, rss_path = (workdir / n for n in ("client.out", "client.err", "rss"))
     wrapped = GNU_TIME is not None
@@ -129,12 +129,17 @@ def measure(argv: Sequence[str], env: dict[str, str], workdir: Path) -> Measured
                 polled = max(polled, total)
                 done.wait(RSS_POLL_INTERVAL)
 
-    poller = threading.Thread(target=poll_tree, daemon=True)
-    poller.start()
+    # Each client is one process, so GNU time's figure is the whole of it. Polling the process
+    # tree every few ms costs a good part of a core, which the client and server under test
+    # would lose on a 2-core machine: poll only when there is no GNU time.
+    poller = None if wrapped else threading.Thread(target=poll_tree, daemon=True)
+    if poller is not None:
+        poller.start()
     returncode = proc.wait()
     seconds = time.perf_counter() - start
     done.set()
-    poller.join()
+    if poller is not None:
+        poller.join()
     kernel = 0
     if wrapped:
         with contextlib.suppress(OSError, ValueError):
@@ -370,10 +375,10 @@ def report(
         f"directory under `{work}` (same disk as the source file) and checks the stored bytes' "
         "SHA-256 afterwards (untimed). MB/s = 10^6 bytes/s of wall time from the client's first "
         "process start to its last exit (the process start-up is included: it is what a user "
-        "waits for). Peak RSS = the larger of the client's kernel high-water mark (GNU time %M) "
-        "and its process tree's RSS sum polled every 5 ms (psutil), in MiB; the larger of its "
-        "processes for the two curl calls. Each client runs with its own defaults."
-        + ("" if GNU_TIME else " (GNU time was not installed: polled RSS only.)"),
+        "waits for). Peak RSS = the client's kernel high-water mark (GNU time %M; each client "
+        "is one process), in MiB; the larger of the two curl calls'. Each client runs with its "
+        "own defaults."
+        + ("" if GNU_TIME else " (GNU time was not installed: RSS polled every 5 ms instead.)"),
         "",
         "| case | client → server | MB/s | client peak RSS (MiB) | runs (s) |",
         "|---|---|---:|---:|---|",
