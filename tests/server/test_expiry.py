@@ -3,6 +3,8 @@ expired uploads with their bytes. Time moves only when the test moves it."""
 
 from __future__ import annotations
 
+import os
+import time
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -10,6 +12,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 
 from upwell.protocols.tus import parse_expires
+from upwell.server.ids import new_upload_id
 from upwell.server.keys import UPLOADS
 
 from .conftest import TUS, FakeClock, MakeClient, create_upload, patch
@@ -86,3 +89,33 @@ async def test_the_sweep_runs_every_cleanup_interval(
     await fake_clock.sleeping.wait()  # one more sweep
     assert (await client.head(path, headers=TUS)).status == 404
     assert list((data_dir / "files").iterdir()) == []
+
+
+async def test_the_sweep_removes_bytes_no_record_names_once_they_are_old(
+    make_client: MakeClient, data_dir: Path
+) -> None:
+    """A crash between writing an upload's bytes and recording it leaves bytes no client can
+    reach; they go once untouched for the grace period, and nothing with a record ever does."""
+    client = await make_client(expiry=timedelta(hours=1))
+    kept = await create_upload(client, 3)
+    await patch(client, kept, 0, b"abc")
+    files = data_dir / "files"
+    stray_file, stray_parts, stray_staging, fresh = (new_upload_id() for _ in range(4))
+    (files / stray_file).write_bytes(b"left by a crash")
+    (files / f"{stray_parts}.parts").mkdir()
+    (files / f"{stray_parts}.parts" / "000000").write_bytes(b"part")
+    (files / f"{stray_staging}.parts.tmp").mkdir()
+    (files / fresh).write_bytes(b"a create in progress")
+    (files / "README.txt").write_bytes(b"not an upload: never touched")
+    # File ages are real (the file system dated them): make the strays two hours old.
+    two_hours_ago = time.time() - 7200
+    for name in (stray_file, f"{stray_parts}.parts", f"{stray_staging}.parts.tmp", "README.txt"):
+        os.utime(files / name, (two_hours_ago, two_hours_ago))
+
+    assert await client.app[UPLOADS].purge_strays(timedelta(hours=1)) == 3
+
+    assert sorted(p.name for p in files.iterdir()) == sorted(
+        [kept.rsplit("/", 1)[1], fresh, "README.txt"]
+    )
+    assert await (await client.get(kept)).read() == b"abc"
+    assert await client.app[UPLOADS].purge_strays(timedelta(hours=1)) == 0

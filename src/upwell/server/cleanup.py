@@ -1,13 +1,19 @@
-"""The sweep that removes expired, unfinished uploads with their bytes."""
+"""The sweep that removes expired, unfinished uploads with their bytes, and bytes that no
+upload record names (a crash's leftovers)."""
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
 
 from .uploads import Uploads
 
 log = logging.getLogger("upwell.server")
+
+# Bytes without a record are left this long: a create or an assembly in progress writes its
+# bytes a moment before its record, and touches them all the while.
+STRAY_GRACE = timedelta(hours=1)
 
 
 async def sweep_expired(
@@ -17,6 +23,7 @@ async def sweep_expired(
     while True:
         try:
             await uploads.purge_expired()
+            await uploads.purge_strays(STRAY_GRACE)
         except Exception:
             log.exception("sweeping expired uploads failed; trying again in %.0f s", interval)
         await sleep(interval)

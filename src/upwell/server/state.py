@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -59,6 +60,9 @@ class StateStore(Protocol):
 
     async def expired(self, now: datetime, limit: int = 1000) -> list[str]:
         """Ids of unfinished uploads whose expiry has passed, at most `limit`."""
+
+    async def known(self, upload_ids: Sequence[str]) -> set[str]:
+        """Which of `upload_ids` have a record."""
 
     async def close(self) -> None:
         """Release the connection."""
@@ -180,6 +184,18 @@ class SQLiteStateStore:
             (now.timestamp(), limit),
         ) as cursor:
             return [str(row[0]) for row in await cursor.fetchall()]
+
+    async def known(self, upload_ids: Sequence[str]) -> set[str]:
+        found: set[str] = set()
+        ids = list(upload_ids)
+        for start in range(0, len(ids), 500):  # SQLite caps the number of parameters
+            batch = ids[start : start + 500]
+            marks = ", ".join("?" * len(batch))
+            async with self._db.execute(
+                f"SELECT id FROM uploads WHERE id IN ({marks})", batch
+            ) as cursor:
+                found.update(str(row[0]) for row in await cursor.fetchall())
+        return found
 
     async def close(self) -> None:
         await self._db.close()

@@ -16,6 +16,7 @@ import shutil
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol, TypeVar
 
@@ -80,6 +81,9 @@ class ByteStore(Protocol):
     async def sha256(self, upload_id: str) -> bytes:
         """SHA-256 of the upload's stored bytes (read back, so it covers assembly too)."""
 
+    async def untouched_since(self, when: datetime) -> list[str]:
+        """Ids of uploads whose bytes have not changed since `when` (stray-file candidates)."""
+
     async def close(self) -> None:
         """Finish pending work and release threads."""
 
@@ -130,6 +134,9 @@ class FileByteStore:
 
     async def sha256(self, upload_id: str) -> bytes:
         return await self._run(_sha256_of, await self.segments(upload_id))
+
+    async def untouched_since(self, when: datetime) -> list[str]:
+        return await self._run(_untouched_since, self._root, when.timestamp())
 
     async def close(self) -> None:
         await asyncio.to_thread(self._executor.shutdown, wait=True)
@@ -263,6 +270,27 @@ def _link_parts(parts_dir: Path, parts: list[Path]) -> int:
     return total
 
 
+def _untouched_since(root: Path, cutoff: float) -> list[str]:
+    """Upload ids under `root` (a file `<id>`, a directory `<id>.parts`, or its `.tmp` staging)
+    whose every entry was last modified before `cutoff`."""
+    newest: dict[str, float] = {}
+    with os.scandir(root) as entries:
+        for entry in entries:
+            upload_id = entry.name.split(".", 1)[0]
+            if not is_upload_id(upload_id) or entry.name not in (
+                upload_id,
+                f"{upload_id}.parts",
+                f"{upload_id}.parts.tmp",
+            ):
+                continue  # not ours: never touched
+            try:
+                mtime = entry.stat(follow_symlinks=False).st_mtime
+            except FileNotFoundError:
+                continue
+            newest[upload_id] = max(mtime, newest.get(upload_id, mtime))
+    return sorted(i for i, mtime in newest.items() if mtime < cutoff)
+
+
 def _segments(path: Path, parts_dir: Path) -> list[Path]:
     if parts_dir.is_dir():
         return sorted(parts_dir.iterdir())
@@ -272,6 +300,7 @@ def _segments(path: Path, parts_dir: Path) -> list[Path]:
 def _delete(path: Path, parts_dir: Path) -> None:
     path.unlink(missing_ok=True)
     shutil.rmtree(parts_dir, ignore_errors=True)
+    shutil.rmtree(parts_dir.with_name(parts_dir.name + ".tmp"), ignore_errors=True)
 
 
 def _fsync_dir(path: Path) -> None:

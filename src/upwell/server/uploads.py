@@ -12,7 +12,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Protocol
 
@@ -309,6 +309,33 @@ class Uploads:
     async def _forget(self, upload_id: str) -> None:
         await self._state.delete(upload_id)
         await self._storage.delete(upload_id)
+
+    async def purge_strays(self, grace: timedelta) -> int:
+        """Delete bytes that no upload record names and that nothing touched for `grace`.
+
+        They are what a crash leaves between making an upload's file and recording it (or
+        between assembling parts and recording the final upload): no client ever learnt their
+        URL. Each id is checked again under its lock before its bytes go. Ages are measured
+        on the real clock, the one that dated the files.
+        """
+        candidates = await self._storage.untouched_since(datetime.now(UTC) - grace)
+        if not candidates:
+            return 0
+        known = await self._state.known(candidates)
+        removed = 0
+        for upload_id in candidates:
+            if upload_id in known:
+                continue
+            try:
+                async with self._locker.hold(upload_id, _noop):
+                    if await self._state.get(upload_id) is None:
+                        await self._storage.delete(upload_id)
+                        removed += 1
+            except UploadLockedError:
+                continue
+        if removed:
+            log.info("removed the bytes of %d uploads that had no record", removed)
+        return removed
 
     async def purge_expired(self) -> int:
         """Delete unfinished uploads whose expiry passed, with their bytes; returns how many."""
