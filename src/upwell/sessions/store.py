@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib
 import json
 import os
 import re
@@ -165,11 +166,11 @@ class SqliteSessionStore(SessionStore):
     async def _conn(self) -> aiosqlite.Connection:
         async with self._lock:
             if self._db is None:
-                # Imported here: the JSON store, the client's default, never needs SQLite.
-                import aiosqlite
-
+                # Imported here, in a thread (an import reads files): the JSON store, the
+                # client's default, never needs SQLite.
+                sqlite: Any = await asyncio.to_thread(importlib.import_module, "aiosqlite")
                 await asyncio.to_thread(self.path.parent.mkdir, parents=True, exist_ok=True)
-                db = await aiosqlite.connect(self.path)
+                db: aiosqlite.Connection = await sqlite.connect(self.path)
                 await db.execute("PRAGMA journal_mode=WAL")
                 await db.execute("PRAGMA busy_timeout=5000")
                 await db.execute(
