@@ -17,7 +17,7 @@ import trustme
 from aiohttp import web
 
 from tests.support.files import make_file
-from upwell.engine.reader import FileSource
+from upwell.engine.reader import FileSlices, FileSource
 from upwell.errors import SourceError
 from upwell.targets.http import FilePayload
 
@@ -90,9 +90,7 @@ async def test_a_range_arrives_whole_with_its_length_and_progress(
     metered: list[int] = []
     source = await FileSource.open(path)
     try:
-        slices = source.slices(
-            offset, size, on_slice=handed.append, before_slice=metered.append, slice_size=MiB
-        )
+        slices = FileSlices(source, offset, size, handed.append, metered.append, slice_size=MiB)
         with caplog.at_level(logging.DEBUG, logger="upwell"):
             got = await put(echo, FilePayload(slices, "application/offset+octet-stream"))
     finally:
@@ -116,7 +114,7 @@ async def test_a_file_that_shrank_is_not_sent_as_if_whole(echo: Echo, tmp_path: 
     source = await FileSource.open(path)
     try:
         os.truncate(path, 2 * MiB)
-        payload = FilePayload(source.slices(0, 4 * MiB), "application/octet-stream")
+        payload = FilePayload(FileSlices(source, 0, 4 * MiB), "application/octet-stream")
         with pytest.raises((SourceError, aiohttp.ClientError)) as caught:
             await put(echo, payload)
     finally:

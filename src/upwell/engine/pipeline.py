@@ -30,7 +30,7 @@ from ..targets.base import Body, RemoteFile, RemoteUpload, SourceInfo, Target
 from ..targets.capabilities import Capabilities
 from .compress import SAMPLE_SIZE, Compressor, gzip_compressor, worth_compressing
 from .planner import Chunk, Part, Plan, plan_upload
-from .reader import SLICE_SIZE, FileSource
+from .reader import SLICE_SIZE, FileSlices, FileSource
 from .retry import RetryPolicy, Sleep, call_with_retries
 
 log = logging.getLogger("upwell")
@@ -418,7 +418,8 @@ class _PartJob:
                 if throttle is not None:
                     await throttle.consume(n)
 
-            stream = self.source.slices(
+            stream = FileSlices(
+                self.source,
                 pos,
                 chunk.end - pos,
                 on_slice=on_slice,

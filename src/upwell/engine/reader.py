@@ -178,18 +178,6 @@ class FileSource:
         await asyncio.to_thread(self.hash_range, offset, size, hashers.values())
         return {a: h.digest() for a, h in hashers.items()}
 
-    def slices(
-        self,
-        offset: int,
-        size: int,
-        on_slice: Callable[[int], None] | None = None,
-        before_slice: Callable[[int], Any] | None = None,
-        slice_size: int = SLICE_SIZE,
-        compressor: Compressor | None = None,
-    ) -> FileSlices:
-        """[offset, offset + size) of this file, to be sent slice by slice (see FileSlices)."""
-        return FileSlices(self, offset, size, on_slice, before_slice, slice_size, compressor)
-
 
 class FileSlices:
     """A range of a file on its way to a socket, one slice at a time.
