@@ -221,22 +221,7 @@ class Pipeline:
                 asyncio.to_thread(source.hash_range, 0, source.size, [file_hash])
             )
             try:
-                if plan.parallel:
-                    sem = asyncio.Semaphore(self._max_parallel)
-
-                    async def bounded(part: Part) -> None:
-                        async with sem:
-                            await job.run(part)
-
-                    try:
-                        async with asyncio.TaskGroup() as tg:
-                            for part in plan.parts:
-                                tg.create_task(bounded(part))
-                    except BaseExceptionGroup as group:
-                        # One part failed and the others were stopped: report why it failed.
-                        raise _first_cause(group) from None
-                else:
-                    await job.run(plan.parts[0])
+                await self._send_parts(job, plan)
             except BaseException:
                 hashing.cancel()
                 raise
@@ -273,6 +258,25 @@ class Pipeline:
             duration=self._clock() - started,
             state=remote.state(),
         )
+
+    async def _send_parts(self, job: _PartJob, plan: Plan) -> None:
+        """Send every part: one after another's chunks, or up to max_parallel parts at once."""
+        if not plan.parallel:
+            await job.run(plan.parts[0])
+            return
+        sem = asyncio.Semaphore(self._max_parallel)
+
+        async def bounded(part: Part) -> None:
+            async with sem:
+                await job.run(part)
+
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for part in plan.parts:
+                    tg.create_task(bounded(part))
+        except BaseExceptionGroup as group:
+            # One part failed and the others were stopped: report why it failed.
+            raise _first_cause(group) from None
 
 
 def _first_cause(group: BaseExceptionGroup[BaseException]) -> BaseException:
