@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from blockbuster import BlockBuster, blockbuster_ctx
 
+from tests.support.services import S3Server, moto_s3, postgres_database
+
 
 @pytest.fixture(autouse=True)
 def blockbuster(request: pytest.FixtureRequest) -> Iterator[BlockBuster | None]:
@@ -45,3 +47,17 @@ async def upwell_server(data_dir: Path) -> AsyncIterator[str]:
 
     async with running_server(ServerSettings(host="127.0.0.1", port=0, data_dir=data_dir)) as url:
         yield url
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[S3Server]:
+    """One moto S3 server for the whole run (tests use buckets of their own)."""
+    with moto_s3() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_dsn() -> Iterator[str]:
+    """A fresh PostgreSQL database for this test."""
+    with postgres_database() as dsn:
+        yield dsn
