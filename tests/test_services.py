@@ -16,7 +16,8 @@ def test_postgres_database_is_fresh(postgres_dsn: str) -> None:
     async def tables() -> int:
         conn = await asyncpg.connect(postgres_dsn)
         try:
-            return int(await conn.fetchval("SELECT count(*) FROM pg_tables WHERE schemaname='public'"))
+            sql = "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+            return int(await conn.fetchval(sql))
         finally:
             await conn.close()
 
