@@ -28,6 +28,7 @@ EXTENSIONS = (
     "checksum",
     "termination",
     "concatenation",
+    "concatenation-unfinished",
 )
 # Fastest first: the client picks the first one the server offers.
 CHECKSUM_ALGORITHMS = ("sha256", "sha1", "md5")
@@ -92,7 +93,8 @@ def encode_metadata(items: Mapping[str, str | bytes | None]) -> str:
 
 
 def decode_metadata(header: str | None) -> dict[str, bytes]:
-    """Parse Upload-Metadata; an empty header is an empty mapping (tuspy sends one)."""
+    """Parse Upload-Metadata; an empty header is an empty mapping (tuspy sends one), but an
+    empty pair in a non-empty one (`key dGVzdA==,`) has an empty key, which tus forbids."""
     if header is None or header.strip() == "":
         return {}
     if len(header) > MAX_METADATA_LENGTH:
@@ -101,7 +103,7 @@ def decode_metadata(header: str | None) -> dict[str, bytes]:
     for pair in header.split(","):
         pair = pair.strip()
         if not pair:
-            continue
+            raise ProtocolError("Upload-Metadata has an empty pair (a key must not be empty)", 400)
         key, _, value = pair.partition(" ")
         value = value.strip()
         if not _META_KEY.match(key) or " " in value:

@@ -203,12 +203,20 @@ async def head(request: web.Request) -> web.StreamResponse:
     """HEAD: where the upload stands."""
     tus.check_version(request.headers.get("Tus-Resumable"))
     settings = request.app[SETTINGS]
-    upload = await request.app[UPLOADS].get(_upload_id(request))
-    headers = {"Upload-Offset": str(upload.offset), "Cache-Control": "no-store"}
-    if upload.length is None:
-        headers["Upload-Defer-Length"] = "1"
+    uploads = request.app[UPLOADS]
+    upload = await uploads.get(_upload_id(request))
+    headers = {"Cache-Control": "no-store"}
+    if upload.concat == "final" and not upload.completed:
+        # concatenation-unfinished: no offset until assembled; the length once it is known.
+        length = await uploads.final_length(upload)
+        if length is not None:
+            headers["Upload-Length"] = str(length)
     else:
-        headers["Upload-Length"] = str(upload.length)
+        headers["Upload-Offset"] = str(upload.offset)
+        if upload.length is None:
+            headers["Upload-Defer-Length"] = "1"
+        else:
+            headers["Upload-Length"] = str(upload.length)
     if upload.metadata:
         headers["Upload-Metadata"] = upload.metadata
     if upload.completed and (
@@ -216,7 +224,7 @@ async def head(request: web.Request) -> web.StreamResponse:
     ):
         # RFC 9530: the stored bytes' SHA-256, read back from storage once and kept, so a
         # client can check the file as assembled, not just each request as it arrived.
-        digest = await request.app[UPLOADS].sha256(upload.id)
+        digest = await uploads.sha256(upload.id)
         if digest is not None:
             headers["Repr-Digest"] = format_repr_digest(digest)
     if upload.concat == "partial":
@@ -267,10 +275,10 @@ _RESOURCE: dict[str, Handler] = {
 
 def _dispatch(handlers: dict[str, Handler]) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
-        method = request.method
-        override = request.headers.get("X-HTTP-Method-Override")
-        if method == "POST" and override:
-            method = override.strip().upper()
+        # tus: the override MUST be taken as the method, whatever the request's own method
+        # (a browser or proxy may allow only GET and POST).
+        override = request.headers.get("X-HTTP-Method-Override", "").strip()
+        method = override.upper() if override else request.method
         handler = handlers.get(method)
         if handler is None:
             raise web.HTTPMethodNotAllowed(
