@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from blockbuster import BlockBuster, blockbuster_ctx
 
+from tests.support.seeds import pick_seed, replay_hint
 from tests.support.services import S3Server, moto_s3, postgres_database
 
 
@@ -25,6 +26,24 @@ def blockbuster(request: pytest.FixtureRequest) -> Iterator[BlockBuster | None]:
         return
     with blockbuster_ctx(scanned_modules=["upwell"]) as bb:
         yield bb
+
+
+@pytest.fixture
+def seed(request: pytest.FixtureRequest) -> int:
+    """A random seed for this test, or $UPWELL_TEST_SEED; a failure prints how to replay it."""
+    value = pick_seed()
+    request.node.user_properties.append(("seed", value))
+    return value
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.failed:
+        for name, value in item.user_properties:
+            if name == "seed":
+                report.sections.append(("seed", replay_hint(int(value), item.nodeid)))
 
 
 @pytest.fixture

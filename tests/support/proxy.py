@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
+
+_STATUS_LINE = re.compile(rb"(?:^|\r\n)HTTP/1\.[01] (\d{3}) ")
 
 
 @dataclass
@@ -20,6 +23,8 @@ class FaultProxy:
     cut_at: list[int] = field(default_factory=list)
     bytes_up: int = 0
     cuts: int = 0
+    #: Status codes of the responses that came back, in order (read from HTTP/1.1 status lines).
+    statuses: list[int] = field(default_factory=list)
     port: int = 0
     _server: asyncio.Server | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
@@ -80,6 +85,7 @@ class FaultProxy:
                 data = await up_reader.read(65536)
                 if not data:
                     break
+                self.statuses.extend(int(code) for code in _STATUS_LINE.findall(data))
                 writer.write(data)
                 await writer.drain()
 
