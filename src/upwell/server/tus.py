@@ -204,7 +204,7 @@ async def head(request: web.Request) -> web.StreamResponse:
     tus.check_version(request.headers.get("Tus-Resumable"))
     settings = request.app[SETTINGS]
     uploads = request.app[UPLOADS]
-    upload = await uploads.get(_upload_id(request))
+    upload = await uploads.settled(_upload_id(request))
     headers = {"Cache-Control": "no-store"}
     if upload.concat == "final" and not upload.completed:
         # concatenation-unfinished: no offset until assembled; the length once it is known.

@@ -7,6 +7,7 @@ offset is recorded only after its bytes were fsynced.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import sys
@@ -78,6 +79,8 @@ class Uploads:
         # Final uploads (concatenation-unfinished) this process saw created, by part; others
         # (another replica's, or from before a restart) are assembled when they are next read.
         self._waiting: dict[str, set[str]] = {}
+        # Uploads a request of this process is appending to, set when it has committed.
+        self._writing: dict[str, asyncio.Event] = {}
 
     async def get(self, upload_id: str) -> Upload:
         """The upload; 404 when unknown, 410 when it expired unfinished."""
@@ -87,6 +90,18 @@ class Uploads:
         if upload.expired(self._now()):
             raise ProtocolError(f"upload {upload_id} expired unfinished", 410)
         return await self._assemble(upload)
+
+    async def settled(self, upload_id: str) -> Upload:
+        """The upload once a request still appending to it has committed, waiting at most
+        lock_wait_seconds: a client whose PATCH was cut asks HEAD at once, and must learn the
+        offset of the bytes that PATCH stored, not the one before it. A writer still streaming
+        after the wait is answered with the durable offset it has reached so far."""
+        committed = self._writing.get(upload_id)
+        if committed is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._settings.lock_wait_seconds):
+                    await committed.wait()
+        return await self.get(upload_id)
 
     async def segments(self, upload_id: str) -> list[Path] | None:
         """The local files that hold the upload's bytes in order (None: not on local disk)."""
@@ -191,10 +206,14 @@ class Uploads:
             raise ProtocolError(f"{body.declared} more bytes would exceed {limit.reason}", 413)
         writer = await self._storage.open_writer(upload.id, upload.offset, checksum)
         self._writers += 1
+        committed = self._writing[upload.id] = asyncio.Event()
         try:
             return await self._receive(upload, body, checksum, lease, limit, writer)
         finally:
             self._writers -= 1
+            committed.set()
+            if self._writing.get(upload.id) is committed:
+                del self._writing[upload.id]
 
     def _batch_limit(self) -> int:
         """Bytes to gather per write: large for few writers, smaller when many share memory."""
