@@ -196,3 +196,9 @@ async def test_head_of_a_partial_upload_carries_its_offset_and_concat(client: Cl
     head = await client.head(a, headers=TUS)
     assert head.headers["Upload-Offset"] == "2"
     assert head.headers["Upload-Concat"] == "partial"
+
+
+async def test_a_method_override_that_is_not_a_method_is_400(client: Client) -> None:
+    for value in ("PATCH; x", "\x80\x81", "G E T"):
+        resp = await client.get("/files/", headers={"X-HTTP-Method-Override": value})
+        await assert_refused(resp, 400)

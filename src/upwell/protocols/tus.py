@@ -207,8 +207,9 @@ class ServerInfo:
 
     @classmethod
     def from_headers(cls, headers: Mapping[str, str]) -> ServerInfo:
-        max_size_raw = headers.get("Tus-Max-Size")
-        max_size = int(max_size_raw) if max_size_raw and max_size_raw.strip().isdigit() else None
+        max_size_raw = (headers.get("Tus-Max-Size") or "").strip()
+        # ASCII digits only: str.isdigit() also takes '²', which int() refuses.
+        max_size = int(max_size_raw) if max_size_raw.isascii() and max_size_raw.isdigit() else None
         return cls(
             versions=_csv(headers.get("Tus-Version")) or (TUS_VERSION,),
             extensions=_csv(headers.get("Tus-Extension")),

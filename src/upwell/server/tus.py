@@ -9,6 +9,7 @@ plain-text answer with its status.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
@@ -273,11 +274,16 @@ _RESOURCE: dict[str, Handler] = {
 }
 
 
+_METHOD = re.compile(r"^[A-Za-z]{1,20}$")
+
+
 def _dispatch(handlers: dict[str, Handler]) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
         # tus: the override MUST be taken as the method, whatever the request's own method
         # (a browser or proxy may allow only GET and POST).
         override = request.headers.get("X-HTTP-Method-Override", "").strip()
+        if override and not _METHOD.match(override):
+            raise ProtocolError("X-HTTP-Method-Override must name an HTTP method", 400)
         method = override.upper() if override else request.method
         handler = handlers.get(method)
         if handler is None:

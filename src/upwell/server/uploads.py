@@ -79,8 +79,9 @@ class Uploads:
         # Final uploads (concatenation-unfinished) this process saw created, by part; others
         # (another replica's, or from before a restart) are assembled when they are next read.
         self._waiting: dict[str, set[str]] = {}
-        # Uploads a request of this process is appending to, set when it has committed.
-        self._writing: dict[str, asyncio.Event] = {}
+        # PATCH requests of this process under way, by upload: each event is set once the
+        # request has committed (or failed).
+        self._writing: dict[str, set[asyncio.Event]] = {}
 
     async def get(self, upload_id: str) -> Upload:
         """The upload; 404 when unknown, 410 when it expired unfinished."""
@@ -96,11 +97,12 @@ class Uploads:
         lock_wait_seconds: a client whose PATCH was cut asks HEAD at once, and must learn the
         offset of the bytes that PATCH stored, not the one before it. A writer still streaming
         after the wait is answered with the durable offset it has reached so far."""
-        committed = self._writing.get(upload_id)
-        if committed is not None:
+        writing = list(self._writing.get(upload_id, ()))
+        if writing:
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(self._settings.lock_wait_seconds):
-                    await committed.wait()
+                    for committed in writing:
+                        await committed.wait()
         return await self.get(upload_id)
 
     async def segments(self, upload_id: str) -> list[Path] | None:
@@ -162,6 +164,28 @@ class Uploads:
     ) -> Upload:
         """Append a PATCH body at `offset` (409 if it is not the upload's), setting a deferred
         length when `length` is given."""
+        # Registered before the first await, so a HEAD that follows this request's cut
+        # connection always finds it (see `settled`).
+        committed = asyncio.Event()
+        self._writing.setdefault(upload_id, set()).add(committed)
+        try:
+            return await self._append(upload_id, offset, length, body, checksum)
+        finally:
+            committed.set()
+            writing = self._writing.get(upload_id)
+            if writing is not None:
+                writing.discard(committed)
+                if not writing:
+                    del self._writing[upload_id]
+
+    async def _append(
+        self,
+        upload_id: str,
+        offset: int,
+        length: int | None,
+        body: Body,
+        checksum: Checksum | None,
+    ) -> Upload:
         async with self._locker.hold(upload_id, body.stop) as lease:
             upload = await self.get(upload_id)
             if upload.concat == "final":
@@ -206,14 +230,10 @@ class Uploads:
             raise ProtocolError(f"{body.declared} more bytes would exceed {limit.reason}", 413)
         writer = await self._storage.open_writer(upload.id, upload.offset, checksum)
         self._writers += 1
-        committed = self._writing[upload.id] = asyncio.Event()
         try:
             return await self._receive(upload, body, checksum, lease, limit, writer)
         finally:
             self._writers -= 1
-            committed.set()
-            if self._writing.get(upload.id) is committed:
-                del self._writing[upload.id]
 
     def _batch_limit(self) -> int:
         """Bytes to gather per write: large for few writers, smaller when many share memory."""
