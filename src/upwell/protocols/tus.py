@@ -48,6 +48,10 @@ EXPOSED_HEADERS = (
     "Tus-Max-Size",
     "Tus-Checksum-Algorithm",
     "Repr-Digest",
+    # The IETF resumable-upload draft, served at the same URLs.
+    "Upload-Complete",
+    "Upload-Draft-Interop-Version",
+    "Upload-Limit",
 )
 ALLOWED_HEADERS = (
     "Authorization",
@@ -64,6 +68,8 @@ ALLOWED_HEADERS = (
     "Upload-Checksum",
     "Tus-Resumable",
     "Want-Repr-Digest",
+    "Upload-Complete",
+    "Upload-Draft-Interop-Version",
 )
 
 _META_KEY = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no space

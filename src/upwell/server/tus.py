@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 from aiohttp import StreamReader, web
 
 from ..errors import ProtocolError
+from ..protocols import ietf_resumable as ietf_protocol
 from ..protocols import tus
 from ..protocols.http import format_repr_digest
 from .downloads import download
@@ -142,6 +143,7 @@ def server_headers(request: web.Request) -> dict[str, str]:
     }
     if settings.max_size is not None:
         headers["Tus-Max-Size"] = str(settings.max_size)
+    headers.update(ietf_protocol.offer_headers())  # the IETF draft, spoken at the same URLs
     return headers
 
 
@@ -277,18 +279,25 @@ _RESOURCE: dict[str, Handler] = {
 _METHOD = re.compile(r"^[A-Za-z]{1,20}$")
 
 
-def _dispatch(handlers: dict[str, Handler]) -> Handler:
+def _dispatch(handlers: dict[str, Handler], ietf_handlers: dict[str, Handler]) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
+        # The IETF draft's requests name their interop version and carry no Tus-Resumable.
+        if "Tus-Resumable" not in request.headers and ietf_protocol.parse_version(
+            request.headers.get(ietf_protocol.INTEROP_HEADER)
+        ):
+            handlers_now = ietf_handlers
+        else:
+            handlers_now = handlers
         # tus: the override MUST be taken as the method, whatever the request's own method
         # (a browser or proxy may allow only GET and POST).
         override = request.headers.get("X-HTTP-Method-Override", "").strip()
         if override and not _METHOD.match(override):
             raise ProtocolError("X-HTTP-Method-Override must name an HTTP method", 400)
         method = override.upper() if override else request.method
-        handler = handlers.get(method)
+        handler = handlers_now.get(method)
         if handler is None:
             raise web.HTTPMethodNotAllowed(
-                method, list(handlers), text=f"method {method[:20]} is not allowed here"
+                method, list(handlers_now), text=f"method {method[:20]} is not allowed here"
             )
         return await handler(request)
 
@@ -296,8 +305,12 @@ def _dispatch(handlers: dict[str, Handler]) -> Handler:
 
 
 def add_routes(app: web.Application, base_path: str) -> None:
-    """The tus endpoint at base_path and its uploads at base_path + id."""
-    collection = _dispatch(_COLLECTION)
+    """The tus endpoint at base_path and its uploads at base_path + id (IETF resumable
+    uploads at the same URLs)."""
+    from . import ietf  # it builds on this module's helpers
+
+    collection = _dispatch(_COLLECTION, {**_COLLECTION, **ietf.COLLECTION})
     app.router.add_route("*", base_path, collection)
     app.router.add_route("*", base_path.rstrip("/"), collection)
-    app.router.add_route("*", base_path + "{upload_id}", _dispatch(_RESOURCE))
+    resource = _dispatch(_RESOURCE, {**_RESOURCE, **ietf.RESOURCE})
+    app.router.add_route("*", base_path + "{upload_id}", resource)
