@@ -13,6 +13,7 @@ from aiohttp import HttpVersion11, web
 from ..errors import ProtocolError
 from ..protocols import ietf_resumable as ietf
 from ..protocols import tus
+from ..protocols.http import format_repr_digest
 from .ids import is_upload_id
 from .keys import SETTINGS, UPLOADS
 from .state import Upload
@@ -133,8 +134,13 @@ async def create(request: web.Request) -> web.StreamResponse:
 
 async def head(request: web.Request) -> web.StreamResponse:
     version = _version(request)
-    upload = await request.app[UPLOADS].settled(_upload_id(request))
+    uploads = request.app[UPLOADS]
+    upload = await uploads.settled(_upload_id(request))
     headers = {"Cache-Control": "no-store", **_state_headers(request, version, upload)}
+    if upload.completed and "sha-256" in request.headers.get("Want-Repr-Digest", ""):
+        digest = await uploads.sha256(upload.id)  # RFC 9530, as on the tus side
+        if digest is not None:
+            headers["Repr-Digest"] = format_repr_digest(digest)
     return web.Response(status=204, headers=headers)
 
 
@@ -147,6 +153,8 @@ async def append(request: web.Request) -> web.StreamResponse:
     complete = ietf.parse_complete(request.headers, version)
     current = await uploads.get(upload_id)
     if current.completed:
+        if offset == current.offset and not request.body_exists:
+            return web.Response(status=200, headers=_state_headers(request, version, current))
         raise ProtocolError(f"upload {upload_id} is already complete", 400)
     length = _length_if_complete(request, complete, offset) if current.length is None else None
     upload = await run_to_completion(

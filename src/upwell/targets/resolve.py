@@ -36,8 +36,13 @@ def resolve_target(
     parts = urlsplit(spec)
     if parts.scheme in ("http", "https") and parts.netloc:
         return TusTarget(spec)
+    if parts.scheme in ("ietf+http", "ietf+https") and parts.netloc:
+        from .ietf import IetfTarget  # the IETF resumable-upload draft
+
+        return IetfTarget(spec.removeprefix("ietf+"))
     raise ConfigError(
-        f"target {spec!r} is not understood: use an http(s):// tus endpoint URL or 'gemini'"
+        f"target {spec!r} is not understood: use an http(s):// tus endpoint URL, an "
+        "ietf+http(s):// URL (IETF resumable uploads) or 'gemini'"
     )
 
 
