@@ -93,9 +93,7 @@ class SupabaseTarget(TusTarget):
         self.cache_control = cache_control
 
     @classmethod
-    def from_env(
-        cls, spec: str, env: Mapping[str, str], *, upsert: bool = False
-    ) -> SupabaseTarget:
+    def from_env(cls, spec: str, env: Mapping[str, str], *, upsert: bool = False) -> SupabaseTarget:
         bucket, path = parse_location(spec)
         project = env.get("SUPABASE_URL", "").strip()
         if not project:
@@ -200,4 +198,3 @@ class SupabaseUpload(TusUpload):
 
     def state(self) -> dict[str, Any]:
         return {**super().state(), "object": self.object_name}
-
