@@ -265,3 +265,23 @@ async def test_cancelling_an_upload_aborts_the_multipart_upload(
         with pytest.raises(asyncio.CancelledError):
             await task
     assert not s3.client().list_multipart_uploads(Bucket=bucket).get("Uploads")
+
+
+async def test_a_finished_upload_is_not_sent_again_while_the_object_is_there(
+    tmp_path: Path, s3: S3Server, bucket: str
+) -> None:
+    src = await asyncio.to_thread(make_file, tmp_path / "big.bin", 12 * MiB, 10)
+    sessions = tmp_path / "sessions"
+    async with http_fault_proxy(s3.endpoint) as proxy:
+        kw: dict[str, Any] = dict(chunk_size=5 * MiB, session_dir=sessions)
+        r1 = await ResumableUploader(target=target(proxy.url, bucket), **kw).upload_file(src)
+        assert r1.success, r1.error
+        puts = len(proxy.part_puts())
+        r2 = await ResumableUploader(target=target(proxy.url, bucket), **kw).upload_file(src)
+        assert r2.success and r2.bytes_sent == 0
+        assert len(proxy.part_puts()) == puts
+        s3.client().delete_object(Bucket=bucket, Key="data/big.bin")
+        r3 = await ResumableUploader(target=target(proxy.url, bucket), **kw).upload_file(src)
+        assert r3.success, r3.error
+        assert len(proxy.part_puts()) == 2 * puts
+    assert read_back(s3, bucket, "data/big.bin") == src.read_bytes()
