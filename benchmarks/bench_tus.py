@@ -73,7 +73,7 @@ class Measured:
     peak_rss: int
     stdout: str
     stderr: str
-    cpu_seconds: float = 0.0  # user + system, from GNU time (0 without it)
+    cpu_seconds: float = 0.0  # user + system time of the client (GNU time), 0 when unknown
 
 
 @dataclass
@@ -109,8 +109,7 @@ def measure(argv: Sequence[str], env: dict[str, str], workdir: Path) -> Measured
     """
     out_path, err_path, rss_path = (workdir / n for n in ("client.out", "client.err", "rss"))
     wrapped = GNU_TIME is not None
-    # "%U %S %M": user and system CPU seconds, then peak RSS (KiB), last as before.
-    full = [GNU_TIME, "-f", "%U %S %M", "-o", str(rss_path), *argv] if GNU_TIME else list(argv)
+    full = [GNU_TIME, "-f", "%M %U %S", "-o", str(rss_path), *argv] if GNU_TIME else list(argv)
     with out_path.open("wb") as out, err_path.open("wb") as err:
         start = time.perf_counter()
         proc = subprocess.Popen(full, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
@@ -142,21 +141,20 @@ def measure(argv: Sequence[str], env: dict[str, str], workdir: Path) -> Measured
     done.set()
     if poller is not None:
         poller.join()
-    kernel = 0
-    cpu = 0.0
+    kernel, cpu = 0, 0.0
     if wrapped:
         with contextlib.suppress(OSError, ValueError, IndexError):
-            fields = rss_path.read_text().split()
-            kernel = int(fields[-1]) * 1024  # %M is in KiB
-            cpu = float(fields[-3]) + float(fields[-2])
+            fields = rss_path.read_text().split()[-3:]
+            kernel = int(fields[0]) * 1024  # %M is in KiB
+            cpu = float(fields[1]) + float(fields[2])
     return Measured(
         argv=list(argv),
         returncode=returncode,
         seconds=seconds,
         peak_rss=max(polled, kernel),
-        cpu_seconds=cpu,
         stdout=out_path.read_text(errors="replace"),
         stderr=err_path.read_text(errors="replace"),
+        cpu_seconds=cpu,
     )
 
 
