@@ -10,8 +10,8 @@ and `/api/paas/v4` (GLM); errors come in OpenAI's JSON shape. Bytes go to disk i
 never held whole.
 
 Faults (`FaultPlan`, shared with the Gemini emulator) count body requests (file creates and
-parts): 5xx answers, connections cut mid-body, slow answers; `upload_lifetime` and the clock
-make uploads expire.
+parts): 5xx answers, connections cut mid-body, requests left hanging, slow answers;
+`upload_lifetime` and the clock make uploads expire.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from aiohttp import BodyPartReader, web
 
 from ..protocols import openai_files as of
 from ..protocols import openai_uploads as ou
-from .gemini import FaultPlan
+from .gemini import FaultPlan, stall
 
 log = logging.getLogger("upwell.emulators.openai")
 
@@ -292,6 +292,10 @@ async def _fault(
         )
     if fault == "drop":
         return None, emu.faults.drop_after or 0
+    if fault == "stall":
+        emu.faults.stalled.set()
+        if not await stall(request, emu):
+            return web.Response(status=499), None  # the client went away
     return None, None
 
 

@@ -6,7 +6,7 @@ import os
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-from ..config import DEFAULT_TARGET
+from ..config import DEFAULT_TARGET, parse_size
 from ..errors import ConfigError
 from .base import Target
 from .tus import TusTarget
@@ -75,7 +75,8 @@ def _openai_compatible(
 ) -> Target:
     """OpenAI, Kimi or GLM: key from `api_key` or the preset's variable ($OPENAI_API_KEY,
     $MOONSHOT_API_KEY, $ZHIPUAI_API_KEY); base URL from $OPENAI_BASE_URL, $MOONSHOT_BASE_URL,
-    $ZHIPUAI_BASE_URL (each preset's default otherwise)."""
+    $ZHIPUAI_BASE_URL (each preset's default otherwise); the largest file sent as one request
+    from $UPWELL_FILES_MAX_SIZE (default: the provider's documented limit)."""
     from ..protocols.openai_files import PRESETS
     from .openai import OpenAITarget
 
@@ -84,4 +85,8 @@ def _openai_compatible(
     if not key.strip():
         raise ConfigError(f"the {name} target needs an API key: set {preset.key_env}")
     base = env.get(preset.base_env) or preset.default_base
-    return OpenAITarget(key, preset, base, purpose=purpose, multipart=multipart)
+    limit = env.get("UPWELL_FILES_MAX_SIZE")
+    max_file_size = parse_size(limit, what="UPWELL_FILES_MAX_SIZE") if limit else None
+    return OpenAITarget(
+        key, preset, base, purpose=purpose, multipart=multipart, max_file_size=max_file_size
+    )
