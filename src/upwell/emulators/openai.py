@@ -58,6 +58,7 @@ class _Upload:
     upload: ou.Upload
     mime_type: str
     parts: dict[str, int] = field(default_factory=dict)  # part id -> size
+    md5: str | None = None  # what `complete` was given (and checked)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock, repr=False)
 
 
@@ -609,6 +610,7 @@ async def handle_complete(request: web.Request) -> web.StreamResponse:
         if expected and str(expected).lower() != digest:
             await asyncio.to_thread(tmp.unlink, True)
             return _error(400, "The md5 of the parts does not match the md5 given.", param="md5")
+        up.md5 = str(expected).lower() if expected else None
         f = emu.new_file(total, u.filename or "upload", u.purpose or "")
         await asyncio.to_thread(os.replace, tmp, emu.file_path(f.id))
         await emu.save_file(f)

@@ -224,7 +224,10 @@ class Pipeline:
             )
             # The whole-file hash reads the file in order in a thread of its own, beside the
             # chunk hashes that must precede each request: two cores, two hashes at once.
-            extra = {a: hashlib.new(a) for a in caps.file_digests if a != "sha256"}
+            # A file sent whole in one request needs no digest to be assembled.
+            whole = plan.parts[0].size == source.size and len(plan.parts[0].chunks) <= 1
+            wanted = () if whole else caps.file_digests
+            extra = {a: hashlib.new(a) for a in wanted if a != "sha256"}
             hashing = asyncio.ensure_future(
                 asyncio.to_thread(source.hash_range, 0, source.size, [file_hash, *extra.values()])
             )
@@ -234,7 +237,7 @@ class Pipeline:
                 hashing.cancel()
                 raise
             await hashing
-            if caps.file_digests:
+            if wanted:
                 digests = {a: h.digest() for a, h in extra.items()}
                 remote.file_digests({"sha256": file_hash.digest(), **digests})
             await source.check_unchanged()

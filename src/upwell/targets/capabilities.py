@@ -17,8 +17,9 @@ class Capabilities:
     - `min_part_size`: every part but the last must be at least this.
     - `whole_file_max`: a file of at most this size goes as one request (one part, one chunk),
       as a files API's single POST takes it.
-    - `file_digests`: whole-file digests (hashlib names) the target needs to finish, computed
-      in the same read of the file as its SHA-256.
+    - `file_digests`: whole-file digests (hashlib names) the target needs to finish a file
+      sent in parts, computed in the same read of the file as its SHA-256 (a file sent whole
+      in one request gets none).
     """
 
     parallel_parts: bool = False
