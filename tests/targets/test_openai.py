@@ -281,7 +281,7 @@ async def test_a_journaled_state_resumes_with_only_the_missing_parts(
         await run(Journal(on_state=keep))
     assert KEY not in str(info.value)
     state = states[-1]
-    assert state["upload_id"] and len(state["parts"]) == 3  # three parts landed before the 400
+    assert state["upload_id"] and len(state["part_ids"]) == 3  # three parts landed before the 400
     assert KEY not in json.dumps(states)
     outcome = await run(Journal(resume_state=state))
     assert outcome.bytes_sent == size - 3 * MiB  # only the missing parts went
@@ -305,7 +305,7 @@ async def test_an_expired_upload_starts_over_by_itself(
     first = await uploader.upload_file_resumable(src, session_id="e1")
     assert not first.success
     session = await uploader.resume_session("e1")
-    assert session is not None and session.target_state["parts"]
+    assert session is not None and session.target_state["part_ids"]
     old = session.target_state["upload_id"]
     emu.clock.now += 3600  # the Upload's hour is over
     second = await uploader.upload_file_resumable(src, session_id="e1")
@@ -399,6 +399,13 @@ async def test_files_service_list_get_content_delete(start_emu: EmuFactory, tmp_
         assert info.value.status == 404 and not info.value.retryable
         with pytest.raises(ConfigError, match="not a file id"):
             await target.get_file(http, "no such thing")
+        # OpenAI serves a file's own bytes: text comes back as it is, binary is refused.
+        openai_t = emu.target("openai")
+        binary = (await ChunkedUploader(target=openai_t).upload_file(tmp_path / "1.bin")).file_name
+        with pytest.raises(TargetError, match="not text"):
+            await openai_t.file_content(http, binary or "")
+        plain = (await ChunkedUploader(target=openai_t).upload_file(text)).file_name
+        assert await openai_t.file_content(http, plain or "") == "hello, kimi\n"
 
 
 def test_a_missing_key_is_a_config_error_naming_the_variable() -> None:

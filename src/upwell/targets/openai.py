@@ -32,6 +32,8 @@ from .http import body_payload, request
 
 # Resume an Upload only if this much of its hour is left: enough to send the rest.
 EXPIRY_MARGIN = 300.0
+# The most `file_content` returns: text for a prompt, not a download.
+MAX_CONTENT = 64 * 1024 * 1024
 
 
 class OpenAITarget(Target, FileService):
@@ -171,12 +173,17 @@ class OpenAITarget(Target, FileService):
         headers = self.headers(kwargs.pop("headers", None))
         try:
             async with request(http, method, url, what, headers=headers, **kwargs) as r:
-                return r.status, r.headers, await r.text()
+                return r.status, r.headers, await r.text(errors="replace")
         except TargetError as exc:
-            message = self.scrub(str(exc))
-            raise TargetError(
-                message, status=exc.status, retryable=exc.retryable, retry_after=exc.retry_after
-            ) from exc.__cause__
+            raise self._scrubbed(exc) from exc.__cause__
+
+    def _scrubbed(self, exc: TargetError) -> TargetError:
+        message = self.scrub(str(exc))
+        if message == str(exc):
+            return exc
+        return TargetError(
+            message, status=exc.status, retryable=exc.retryable, retry_after=exc.retry_after
+        )
 
     def remote_file(self, f: of.OpenAIFile) -> RemoteFile:
         """The RemoteFile for a File object (what uploads and `upwell files` return)."""
@@ -247,13 +254,27 @@ class OpenAITarget(Target, FileService):
         file_id = _file_id(name)
         what = f"GET file {file_id} content"
         url = self.api_url("files", file_id, "content")
-        status, headers, text = await self.call(http, "GET", url, what)
-        if status != 200:
-            raise self.api_error(status, headers, what, text)
-        extracted = of.extracted_text(text)
-        if extracted is None:
-            raise TargetError(f"{what}: the answer is not text", retryable=False)
-        return extracted
+        try:
+            async with request(http, "GET", url, what, headers=self.headers()) as r:
+                if r.status != 200:
+                    raise self.api_error(r.status, r.headers, what, await r.text(errors="replace"))
+                data = bytearray()
+                async for block in r.content.iter_chunked(1 << 20):
+                    data += block
+                    if len(data) > MAX_CONTENT:
+                        break
+        except TargetError as exc:
+            raise self._scrubbed(exc) from exc.__cause__
+        if len(data) > MAX_CONTENT:
+            raise TargetError(
+                f"{what}: the content is over {format_size(MAX_CONTENT)}; not shown as text",
+                retryable=False,
+            )
+        try:
+            text = bytes(data).decode("utf-8")
+        except UnicodeDecodeError:
+            raise TargetError(f"{what}: the content is not text", retryable=False) from None
+        return of.extracted_text(text) or ""
 
 
 def _file_id(name: str) -> str:
@@ -383,7 +404,7 @@ class PartsUpload(RemoteUpload):
             self._upload_id = str(state["upload_id"])
             expires = state.get("expires_at")
             self._expires_at = expires if isinstance(expires, int) else None
-            self._parts = {int(k): str(v) for k, v in (state.get("parts") or {}).items()}
+            self._parts = {int(k): str(v) for k, v in (state.get("part_ids") or {}).items()}
 
     def _gone(self, status: int, what: str, detail: str) -> UploadGone:
         return UploadGone(
@@ -509,6 +530,6 @@ class PartsUpload(RemoteUpload):
             "size": self._source.size,
             "part_size": self._plan.chunk_size,
             "purpose": self._t.purpose,
-            "parts": {str(k): v for k, v in sorted(self._parts.items())},
+            "part_ids": {str(k): v for k, v in sorted(self._parts.items())},
             "file": self._file.id if self._file is not None else None,
         }
