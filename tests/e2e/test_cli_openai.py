@@ -8,12 +8,14 @@ import os
 import re
 import signal
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from aiohttp import web
 
+from tests.e2e.test_memory import PEAK
 from tests.support.files import make_file
 from tests.support.processes import UPWELL
 from upwell.emulators.openai import EMULATOR, FaultPlan, create_openai_app
@@ -252,3 +254,42 @@ def test_kill_9_mid_parts_then_the_same_command_sends_only_the_missing_parts(
         assert emu.part_requests == 7  # 3 before the kill, only the 4 missing after
         stored = tmp_path / "emu" / "files" / f"{last['file_name']}.bin"
         assert stored.read_bytes() == src.read_bytes()
+
+
+def peak_rss_mib(argv: list[str], env: dict[str, str]) -> float:
+    out = subprocess.run(
+        [sys.executable, "-c", PEAK, *UPWELL, *argv],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=180,
+        env={**os.environ, **env},
+    )
+    result = json.loads(out.stdout)
+    assert result["rc"] == 0, out.stderr
+    return float(result["kib"]) / 1024
+
+
+def test_peak_rss_stays_flat_for_one_post_and_for_64_mib_parts(tmp_path: Path) -> None:
+    big = make_file(tmp_path / "big.bin", 96 * MiB, seed=5)
+    small = make_file(tmp_path / "small.bin", 4 * MiB, seed=6)
+    with emulator_in_thread(lambda: create_openai_app(tmp_path / "emu", api_key=KEY)) as url:
+        env = {**provider_env("openai", url, tmp_path), "UPWELL_FILES_MAX_SIZE": "128MiB"}
+        baseline = peak_rss_mib(["upload", str(small), "--to", "openai"], env)
+        whole = peak_rss_mib(["upload", str(big), "--to", "openai"], env)
+        parts = peak_rss_mib(
+            [
+                "upload",
+                str(big),
+                "--to",
+                "openai",
+                "--multipart",
+                "--chunk-size",
+                "64MiB",
+                "--no-resume",
+            ],
+            env,
+        )
+    assert whole <= 64 and parts <= 64, (whole, parts)
+    # 24 times the file, 64 MiB parts: about the same memory as 4 MiB in one request.
+    assert max(whole, parts) - baseline < 12, (baseline, whole, parts)
