@@ -386,7 +386,10 @@ async def test_files_service_list_get_content_delete(start_emu: EmuFactory, tmp_
         names.append(r.file_name or "")
     async with aiohttp.ClientSession() as http:
         listed = [f.name async for f in target.list_files(http, page_size=2)]
-        assert sorted(listed) == sorted(names)
+        assert sorted(listed) == sorted(names)  # Kimi: one answer, no paging parameters
+        paged = [f.name async for f in emu.target("glm").list_files(http, page_size=2)]
+        assert paged == listed  # GLM: `limit` and `after`, pages of two
+        assert any("limit=2&after=" in p for _, p, _ in emu.seen)
         f = await target.get_file(http, names[0])
         assert f.size == 12 and f.extra["filename"] == "a.txt"
         assert (await target.get_file(http, f.uri)).name == f.name

@@ -218,9 +218,14 @@ def extraction_doc(content: str, filename: str, mime_type: str) -> dict[str, Any
     }
 
 
-def list_params(limit: int, after: str | None) -> dict[str, str]:
-    """Query parameters for one page, newest first."""
-    params = {"limit": str(limit), "order": "desc"}
+def list_params(preset: Preset, limit: int, after: str | None) -> dict[str, str]:
+    """Query parameters for one page as the provider documents them: OpenAI `limit`, `order`,
+    `after`; GLM `limit` (1-100) and `after`; Kimi none (one answer holds every file)."""
+    if not preset.list_paging:
+        return {}
+    params = {"limit": str(limit)}
+    if preset.list_order:
+        params["order"] = preset.list_order
     if after:
         params["after"] = after
     return params
@@ -305,6 +310,8 @@ class Preset:
     max_file_size: int
     purpose_limits: Mapping[str, int] = field(default_factory=dict)
     uploads_api: bool = False  # offers OpenAI's Uploads API (parts, complete)
+    list_paging: bool = True  # GET /files takes limit/after
+    list_order: str | None = None  # the value of its `order` parameter for newest first
 
     def limit_for(self, purpose: str) -> int:
         return self.purpose_limits.get(purpose, self.max_file_size)
@@ -324,6 +331,7 @@ PRESETS: dict[str, Preset] = {
         max_file_size=512 * MiB,
         purpose_limits={"batch": 200 * MiB},
         uploads_api=True,
+        list_order="desc",
     ),
     "kimi": Preset(
         name="kimi",
@@ -333,6 +341,7 @@ PRESETS: dict[str, Preset] = {
         default_base="https://api.moonshot.ai/v1",
         default_purpose="file-extract",
         max_file_size=100 * MiB,
+        list_paging=False,
     ),
     "glm": Preset(
         name="glm",

@@ -226,7 +226,7 @@ class OpenAITarget(Target, FileService):
         after: str | None = None
         what = "GET files (list)"
         while True:
-            params = of.list_params(page_size, after)
+            params = of.list_params(self.preset, page_size, after)
             status, headers, text = await self.call(
                 http, "GET", self.api_url("files"), what, params=params
             )

@@ -70,7 +70,10 @@ def test_list_pages_with_and_without_has_more() -> None:
     kimi = of.parse_file_list('{"object": "list", "data": [{"id": "a"}]}')
     assert not kimi.has_more
     assert not of.parse_file_list('{"data": [], "has_more": true}').has_more  # no cursor
-    assert of.list_params(50, "file-2") == {"limit": "50", "order": "desc", "after": "file-2"}
+    openai, kimi_p, glm = (of.PRESETS[n] for n in ("openai", "kimi", "glm"))
+    assert of.list_params(openai, 50, "f-2") == {"limit": "50", "order": "desc", "after": "f-2"}
+    assert of.list_params(glm, 50, None) == {"limit": "50"}
+    assert of.list_params(kimi_p, 50, "f-2") == {}
 
 
 @pytest.mark.parametrize(
