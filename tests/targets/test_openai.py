@@ -354,8 +354,14 @@ async def test_cancel_ends_the_upload(start_emu: EmuFactory, tmp_path: Path) -> 
         forced = target.new_upload(http, tiny, plan_upload(10, caps, None, 1))
         assert isinstance(forced, PartsUpload)  # multipart=True: parts whatever the size
         auto = emu.target()
-        single = auto.new_upload(http, tiny, plan_upload(10, await auto.open(http), None, 1))
+        whole_plan = plan_upload(10, await auto.open(http), None, 1)
+        single = auto.new_upload(http, tiny, whole_plan)
         assert isinstance(single, SingleUpload)
+        # A state an earlier --multipart run left does not turn a whole-file plan into parts.
+        stale = auto.new_upload(http, tiny, whole_plan, {"upload_id": "upload_x", "size": 10})
+        assert isinstance(stale, SingleUpload)
+        kimi = emu.target("kimi")  # no Uploads API: one request, even before open()
+        assert isinstance(kimi.new_upload(http, tiny, whole_plan), SingleUpload)
 
 
 async def test_a_wrong_key_is_one_clear_error_without_the_key(

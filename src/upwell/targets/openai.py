@@ -129,9 +129,12 @@ class OpenAITarget(Target, FileService):
         plan: Plan,
         state: dict[str, Any] | None = None,
     ) -> RemoteUpload:
-        caps = self._caps
-        whole = caps is not None and caps.whole_file_max is not None
-        if (state or {}).get("upload_id") or not whole or source.size > self.max_file_size:
+        whole = (
+            len(plan.parts) == 1
+            and len(plan.parts[0].chunks) <= 1
+            and source.size <= self.max_file_size
+        )
+        if self.uses_uploads and (self.multipart or not whole):
             return PartsUpload(self, http, source, plan, state)
         return SingleUpload(self, http, source, state)
 
