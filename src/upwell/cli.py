@@ -148,13 +148,13 @@ def upload(
         )
         if session_id is not None:
             check_session_id(session_id)
-        chosen: Any = None
+        resolved = None
         if purpose is not None or multipart:
             from .targets.resolve import resolve_target
 
-            chosen = resolve_target(settings.target, purpose=purpose, multipart=multipart or None)
+            resolved = resolve_target(settings.target, purpose=purpose, multipart=multipart or None)
         uploader = ResumableUploader(
-            settings=settings, target=chosen, max_files=max_files, resume=not no_resume
+            settings=settings, target=resolved, max_files=max_files, resume=not no_resume
         )
     except (ConfigError, SessionError) as exc:
         raise click.UsageError(str(exc)) from None
