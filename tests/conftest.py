@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -61,6 +62,9 @@ def in_ci() -> bool:
 @pytest.fixture
 async def upwell_server(data_dir: Path) -> AsyncIterator[str]:
     """An in-process `upwell serve` on a free loopback port; yields its tus endpoint URL."""
+    # Imported in a thread: importing reads files (prometheus_client reads /proc at import),
+    # which blockbuster rightly refuses on the event loop when this is the first import.
+    await asyncio.to_thread(importlib.import_module, "upwell.server.runner")
     from upwell.server.runner import running_server
     from upwell.server.settings import ServerSettings
 
