@@ -73,7 +73,7 @@ class Measured:
     peak_rss: int
     stdout: str
     stderr: str
-    cpu_seconds: float | None = None  # user + system (GNU time's %U + %S), when installed
+    cpu_seconds: float = 0.0  # user + system time of the client (GNU time), 0 when unknown
 
 
 @dataclass
@@ -141,11 +141,10 @@ def measure(argv: Sequence[str], env: dict[str, str], workdir: Path) -> Measured
     done.set()
     if poller is not None:
         poller.join()
-    kernel = 0
-    cpu: float | None = None
+    kernel, cpu = 0, 0.0
     if wrapped:
         with contextlib.suppress(OSError, ValueError, IndexError):
-            fields = rss_path.read_text().split()[-3:]  # a signal note may come first
+            fields = rss_path.read_text().split()[-3:]
             kernel = int(fields[0]) * 1024  # %M is in KiB
             cpu = float(fields[1]) + float(fields[2])
     return Measured(

@@ -92,7 +92,8 @@ def serve(host: str, port: int, data_dir: Path, max_size: int | None, **gateway:
     "target",
     default=None,
     metavar="URL",
-    help="tus endpoint URL, or gemini, openai, kimi, glm "
+    help="tus endpoint URL, gemini, openai, kimi, glm, s3://bucket/key or "
+    "supabase://bucket/path "
     f"(default: $UPWELL_TARGET, then {DEFAULT_TARGET}).",
 )
 @click.option(
@@ -116,6 +117,7 @@ def serve(host: str, port: int, data_dir: Path, max_size: int | None, **gateway:
 @click.option(
     "--multipart", is_flag=True, help="openai: use the Uploads API (parts) whatever the size."
 )
+@click.option("--upsert", is_flag=True, help="Replace an existing object (supabase:// targets).")
 def upload(
     paths: tuple[Path, ...],
     target: str | None,
@@ -126,8 +128,9 @@ def upload(
     session_id: str | None,
     no_resume: bool,
     as_json: bool,
-    purpose: str | None,
-    multipart: bool,
+    purpose: str | None = None,
+    multipart: bool = False,
+    upsert: bool = False,
 ) -> int:
     """Upload PATHS (several files go at once); a cut-off run resumes when run again."""
     from .memory import return_large_buffers_to_os
@@ -149,10 +152,12 @@ def upload(
         if session_id is not None:
             check_session_id(session_id)
         resolved = None
-        if purpose is not None or multipart:
+        if purpose is not None or multipart or upsert:
             from .targets.resolve import resolve_target
 
-            resolved = resolve_target(settings.target, purpose=purpose, multipart=multipart or None)
+            resolved = resolve_target(
+                settings.target, purpose=purpose, multipart=multipart or None, upsert=upsert
+            )
         uploader = ResumableUploader(
             settings=settings, target=resolved, max_files=max_files, resume=not no_resume
         )
