@@ -54,7 +54,7 @@ def create_app(
     app.on_response_prepare.append(_add_headers)
     tus.add_routes(app, settings.base_path)
     app.router.add_get("/healthz", pages.healthz)
-    app.router.add_get("/", pages.index)
+    pages.add_routes(app)
     return app
 
 
