@@ -23,6 +23,7 @@ from playwright.sync_api import (
     Route,
     sync_playwright,
 )
+
 from tests.interop import peers
 
 CHROMIUM = Path("/usr/bin/chromium")

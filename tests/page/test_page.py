@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
+
 from tests.interop import peers
 
 from .conftest import CHUNK, PatchGate, hold_from, origin, served_bytes, wait_until, write_file

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from playwright.sync_api import BrowserContext, Page, expect
+
 from tests.interop import peers
 
 from .conftest import CHUNK, PatchGate, hold_from, served_bytes, wait_until, write_file
