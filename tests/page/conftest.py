@@ -6,11 +6,18 @@ holds every PATCH the test asks it to until the test lets it go (or the page abo
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import contextlib
+import json
+import threading
 import time
+import urllib.parse
+import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 from playwright.sync_api import (
@@ -21,6 +28,7 @@ from playwright.sync_api import (
     Playwright,
     Request,
     Route,
+    expect,
     sync_playwright,
 )
 
@@ -37,6 +45,7 @@ CHROMIUM_ARGS = [
 ]
 CHUNK = 256 * 1024
 WAIT_TIMEOUT = 30.0  # seconds any condition in the browser may take to come true
+expect.set_options(timeout=WAIT_TIMEOUT * 1000)
 
 
 # Module scope, not session: the sync API keeps an event loop running in this thread while it is
@@ -141,3 +150,107 @@ def write_file(path: Path, size: int) -> Path:
 
 def served_bytes(url: str, dest: Path) -> bytes:
     return peers.fetch(url, dest).read_bytes()
+
+
+GEMINI_KEY = "page-test-gemini-key"
+
+
+@dataclass
+class Gateway:
+    """`create_app` with forwards and tokens, on a loopback port, run by a thread of its own."""
+
+    origin: str
+    data_dir: Path
+
+    @property
+    def url(self) -> str:
+        return self.origin + "/files/"
+
+
+@contextlib.contextmanager
+def gateway_thread(
+    tmp_path: Path, *, tokens: dict[str, str] | None = None, forward_to_gemini: bool = False
+) -> Iterator[Gateway]:
+    """The server (and a Gemini emulator to forward into) on their own event loop.
+
+    A thread, not `upwell serve`, because the Playwright sync API owns this thread's loop and
+    the settings here (tokens, forwards) are the app's, whatever the CLI spells them as.
+    """
+    from upwell.emulators.gemini import create_gemini_app
+    from upwell.server.app import create_app
+    from upwell.server.gateway.forwarding import ForwardTarget
+    from upwell.server.runner import running_server
+    from upwell.server.settings import ServerSettings
+    from upwell.serving import running_app
+    from upwell.targets.gemini import GeminiTarget
+
+    started = threading.Event()
+    box: dict[str, Any] = {}
+    data_dir = tmp_path / "gateway-data"
+
+    async def main() -> None:
+        try:
+            async with contextlib.AsyncExitStack() as stack:
+                forwards = ()
+                if forward_to_gemini:
+                    emulator = create_gemini_app(tmp_path / "gemini-data", api_key=GEMINI_KEY)
+                    base = await stack.enter_async_context(
+                        running_app(emulator, peers.HOST, 0, shutdown_timeout=5)
+                    )
+                    target = GeminiTarget(GEMINI_KEY, base, "v1beta")
+                    forwards = (ForwardTarget("gemini", target),)
+                settings = ServerSettings(
+                    host=peers.HOST, port=0, data_dir=data_dir, tokens=tokens or {}
+                )
+                app = create_app(settings, forwards=forwards)
+                url = await stack.enter_async_context(running_server(settings, app))
+                box["stop"] = asyncio.Event()
+                box["loop"] = asyncio.get_running_loop()
+                box["url"] = url
+                started.set()
+                await box["stop"].wait()
+        except BaseException as exc:
+            box["error"] = exc
+            started.set()
+            raise
+
+    thread = threading.Thread(target=asyncio.run, args=(main(),), name="page-gateway")
+    thread.start()
+    try:
+        if not started.wait(WAIT_TIMEOUT) or "error" in box:
+            raise RuntimeError(f"the gateway did not start: {box.get('error')!r}")
+        yield Gateway(box["url"].removesuffix("/files/"), data_dir)
+    finally:
+        if "loop" in box:
+            box["loop"].call_soon_threadsafe(box["stop"].set)
+        thread.join(WAIT_TIMEOUT)
+
+
+def tus_upload(endpoint: str, data: bytes, filename: str, token: str | None = None) -> str:
+    """Create and finish an upload from outside the browser (urllib); returns its URL."""
+    auth = {"Authorization": f"Bearer {token}"} if token else {}
+    name = base64.b64encode(filename.encode()).decode()
+    create = urllib.request.Request(
+        endpoint,
+        method="POST",
+        headers={"Tus-Resumable": "1.0.0", "Upload-Length": str(len(data)),
+                 "Upload-Metadata": f"filename {name}", **auth},
+    )  # fmt: skip
+    with urllib.request.urlopen(create, timeout=10) as resp:
+        url = urllib.parse.urljoin(endpoint, resp.headers["Location"])
+    patch = urllib.request.Request(
+        url,
+        data=data,
+        method="PATCH",
+        headers={"Tus-Resumable": "1.0.0", "Upload-Offset": "0",
+                 "Content-Type": "application/offset+octet-stream", **auth},
+    )  # fmt: skip
+    with urllib.request.urlopen(patch, timeout=10) as resp:
+        assert resp.status == 204
+    return url
+
+
+def get_json(url: str, token: str | None = None) -> Any:
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=10) as r:
+        return json.loads(r.read())

@@ -14,7 +14,8 @@ export function bytes(n) {
 
 export function duration(seconds) {
   if (!Number.isFinite(seconds)) return "";
-  const s = Math.max(0, Math.round(seconds));
+  if (seconds < 1) return "< 1 s";
+  const s = Math.round(seconds);
   if (s < 60) return `${s} s`;
   if (s < 3600) return `${Math.floor(s / 60)} min ${s % 60} s`;
   return `${Math.floor(s / 3600)} h ${Math.floor((s % 3600) / 60)} min`;

@@ -1,0 +1,145 @@
+"""The recent-uploads list (GET /uploads, then GET /uploads/events read with fetch) and the
+token prompt, in chromium against the real gateway app with a Gemini emulator to forward into."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from playwright.sync_api import BrowserContext, Locator, Page, expect
+
+from .conftest import (
+    CHUNK,
+    Gateway,
+    PatchGate,
+    gateway_thread,
+    get_json,
+    hold_from,
+    served_bytes,
+    tus_upload,
+    wait_until,
+    write_file,
+)
+
+pytestmark = pytest.mark.timeout(180)
+
+ALICE = "alice-token-0123456789"
+BOB = "bob-token-0123456789ab"
+
+
+@pytest.fixture
+def forwarding_gateway(tmp_path: Path) -> Iterator[Gateway]:
+    with gateway_thread(tmp_path, forward_to_gemini=True) as gateway:
+        yield gateway
+
+
+@pytest.fixture
+def guarded_gateway(tmp_path: Path) -> Iterator[Gateway]:
+    with gateway_thread(tmp_path, tokens={ALICE: "alice", BOB: "bob"}) as gateway:
+        yield gateway
+
+
+def open_page(context: BrowserContext, gateway: Gateway, gate: PatchGate) -> Page:
+    page = context.new_page()
+    gate.attach(page, gateway.url)
+    page.goto(f"{gateway.origin}/?chunk={CHUNK}")
+    expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    return page
+
+
+def record(page: Page, upload_url: str) -> Locator:
+    return page.locator(f'#recent li[data-id="{upload_url.rsplit("/", 1)[1]}"]')
+
+
+def test_recent_uploads_update_live_with_status_and_the_forward_to_gemini(
+    context: BrowserContext, forwarding_gateway: Gateway, tmp_path: Path
+) -> None:
+    gateway = forwarding_gateway
+    earlier = tus_upload(gateway.url, b"uploaded before the page opened", "earlier.txt")
+    wait_until_forwarded(gateway, earlier)
+    source = write_file(tmp_path / "clip.bin", 6 * CHUNK)
+    gate = PatchGate(hold=hold_from(3 * CHUNK))
+    page = open_page(context, gateway, gate)
+    page.set_viewport_size({"width": 1000, "height": 800})
+    expect(page.locator("#recent")).to_have_attribute("data-live", "true")
+    expect(record(page, earlier)).to_have_attribute("data-status", "forwarded")
+
+    page.set_input_files("#picker", str(source))
+    wait_until(page, lambda: len(gate.held) == 1, "the fourth PATCH to be held")
+    url = page.locator('li.transfer[data-name="clip.bin"]').get_attribute("data-url")
+    assert url is not None
+    item = record(page, url)
+    expect(item).to_have_attribute("data-status", "receiving")  # came in as an event
+    expect(item.locator(".name")).to_have_text("clip.bin")
+    expect(item.locator(".record-meta")).to_contain_text("50% received")
+    expect(page.locator("#recent li.record").first).to_have_attribute("data-id", item_id(url))
+    page.screenshot(path=tmp_path / "page.png", full_page=True)  # what docs/page.png shows
+    assert (tmp_path / "page.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+    gate.release()
+    expect(item).to_have_attribute("data-status", "forwarded")
+    forward = item.locator('li.forward[data-target="gemini"]')
+    expect(forward).to_have_attribute("data-state", "done")
+    catalog = get_json(f"{gateway.origin}/uploads/{item_id(url)}")
+    file_name = catalog["forwards"][0]["file_name"]
+    assert file_name.startswith("files/")
+    expect(forward).to_have_text(f"gemini: done — {file_name}")
+    assert served_bytes(url, tmp_path / "served") == source.read_bytes()
+
+    # An upload from another client shows up too, with no reload.
+    other = tus_upload(gateway.url, b"from curl, say", "other.txt")
+    expect(record(page, other)).to_have_attribute("data-status", "forwarded")
+    expect(page.locator("#recent li.record").first).to_have_attribute("data-id", item_id(other))
+
+
+def item_id(upload_url: str) -> str:
+    return upload_url.rsplit("/", 1)[1]
+
+
+def wait_until_forwarded(gateway: Gateway, upload_url: str) -> None:
+    deadline = time.monotonic() + 30
+    while get_json(f"{gateway.origin}/uploads/{item_id(upload_url)}")["status"] != "forwarded":
+        assert time.monotonic() < deadline, "the forward did not finish"
+        time.sleep(0.05)  # poll interval, bounded by the deadline
+
+
+def test_the_page_asks_for_a_token_and_shows_only_that_owners_uploads(
+    context: BrowserContext, guarded_gateway: Gateway, tmp_path: Path
+) -> None:
+    gateway = guarded_gateway
+    bobs = tus_upload(gateway.url, b"bob's file", "bob.txt", token=BOB)
+    alices = tus_upload(gateway.url, b"alice's file", "alice.txt", token=ALICE)
+    page = open_page(context, gateway, PatchGate())
+
+    dialog = page.locator("#token-dialog")
+    expect(dialog).to_be_visible()
+    expect(page.locator("#token-reason")).to_have_text("This server needs an access token.")
+    page.fill("#token", "not-a-token-anyone-has")
+    page.keyboard.press("Enter")
+    expect(page.locator("#token-reason")).to_contain_text("refused")
+    page.fill("#token", ALICE)
+    page.keyboard.press("Enter")
+    expect(dialog).to_be_hidden()
+
+    expect(record(page, alices)).to_have_attribute("data-status", "stored")
+    expect(record(page, bobs)).to_have_count(0)
+    assert page.evaluate("sessionStorage.getItem('upwell.token')") == ALICE
+    assert page.evaluate("Object.values(localStorage).join()").find(ALICE) == -1
+
+    source = write_file(tmp_path / "mine.bin", 2 * CHUNK + 3)
+    page.set_input_files("#picker", str(source))
+    row = page.locator('li.transfer[data-name="mine.bin"]')
+    expect(row).to_have_attribute("data-state", "done")
+    url = row.get_attribute("data-url")
+    assert url is not None
+    expect(record(page, url)).to_have_attribute("data-status", "stored")
+    assert get_json(f"{gateway.origin}/uploads/{item_id(url)}", ALICE)["owner"] == "alice"
+
+    # The token lives as long as the tab: a reload keeps it, a new tab asks again.
+    page.reload()
+    expect(record(page, url)).to_have_attribute("data-status", "stored")
+    expect(page.locator("#token-dialog")).to_be_hidden()
+    other_tab = open_page(context, gateway, PatchGate())
+    expect(other_tab.locator("#token-dialog")).to_be_visible()
