@@ -51,6 +51,8 @@ def test_two_files_upload_at_once_and_one_pauses_and_resumes(
     a = write_file(tmp_path / "a.bin", 12 * CHUNK + 777)
     b = write_file(tmp_path / "b.bin", 10 * CHUNK + 5)
     gate = PatchGate(hold=hold_from(4 * CHUNK))
+    requested: list[str] = []
+    context.on("request", lambda request: requested.append(request.url))
     page = open_page(context, server, gate)
 
     page.set_input_files("#picker", [str(a), str(b)])
@@ -83,6 +85,8 @@ def test_two_files_upload_at_once_and_one_pauses_and_resumes(
     assert resumed[0] == 4 * CHUNK, "resume must go on from the server's offset, not restart"
     assert_served(page, "a.bin", a, tmp_path)
     assert_served(page, "b.bin", b, tmp_path)
+    elsewhere = [url for url in requested if not url.startswith(origin(server) + "/")]
+    assert not elsewhere, "the page must work offline, from its own server only"
 
 
 @pytest.mark.parametrize("how", ["reload", "new-tab"])
