@@ -122,6 +122,7 @@ def test_the_page_asks_for_a_token_and_shows_only_that_owners_uploads(
     page.fill("#token", ALICE)
     page.keyboard.press("Enter")
     expect(dialog).to_be_hidden()
+    expect(page.get_by_role("button", name="Forget token")).to_be_visible()
 
     expect(record(page, alices)).to_have_attribute("data-status", "stored")
     expect(record(page, bobs)).to_have_count(0)
@@ -143,3 +144,7 @@ def test_the_page_asks_for_a_token_and_shows_only_that_owners_uploads(
     expect(page.locator("#token-dialog")).to_be_hidden()
     other_tab = open_page(context, gateway, PatchGate())
     expect(other_tab.locator("#token-dialog")).to_be_visible()
+
+    page.get_by_role("button", name="Forget token").click()
+    assert page.evaluate("sessionStorage.getItem('upwell.token')") is None
+    expect(page.get_by_role("button", name="Forget token")).to_be_hidden()

@@ -10,6 +10,7 @@ export function currentToken() {
 export function setToken(token) {
   if (token) window.sessionStorage.setItem(TOKEN_KEY, token);
   else window.sessionStorage.removeItem(TOKEN_KEY);
+  window.dispatchEvent(new Event("upwell-token"));
 }
 
 /**

@@ -56,7 +56,7 @@ $("#token-clear").addEventListener("click", () => {
 function showTokenState() {
   $("#token-clear").hidden = !currentToken();
 }
-dialog.addEventListener("close", showTokenState);
+window.addEventListener("upwell-token", showTokenState);
 showTokenState();
 
 // --- picking and dropping files -------------------------------------------------------------
