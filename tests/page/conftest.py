@@ -169,7 +169,11 @@ class Gateway:
 
 @contextlib.contextmanager
 def gateway_thread(
-    tmp_path: Path, *, tokens: dict[str, str] | None = None, forward_to_gemini: bool = False
+    tmp_path: Path,
+    *,
+    tokens: dict[str, str] | None = None,
+    forward_to_gemini: bool = False,
+    port: int = 0,
 ) -> Iterator[Gateway]:
     """The server (and a Gemini emulator to forward into) on their own event loop.
 
@@ -200,7 +204,7 @@ def gateway_thread(
                     target = GeminiTarget(GEMINI_KEY, base, "v1beta")
                     forwards = (ForwardTarget("gemini", target),)
                 settings = ServerSettings(
-                    host=peers.HOST, port=0, data_dir=data_dir, tokens=tokens or {}
+                    host=peers.HOST, port=port, data_dir=data_dir, tokens=tokens or {}
                 )
                 app = create_app(settings, forwards=forwards)
                 url = await stack.enter_async_context(running_server(settings, app))

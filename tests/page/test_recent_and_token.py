@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import BrowserContext, Locator, Page, expect
 
+from tests.interop import peers
+
 from .conftest import (
     CHUNK,
     Gateway,
@@ -148,3 +150,32 @@ def test_the_page_asks_for_a_token_and_shows_only_that_owners_uploads(
     page.get_by_role("button", name="Forget token").click()
     assert page.evaluate("sessionStorage.getItem('upwell.token')") is None
     expect(page.get_by_role("button", name="Forget token")).to_be_hidden()
+
+
+def test_the_live_list_reconnects_with_last_event_id_after_the_server_restarts(
+    context: BrowserContext, tmp_path: Path
+) -> None:
+    port = peers.free_port()
+    streams: list[dict[str, str]] = []
+    context.on(
+        "request",
+        lambda request: (
+            streams.append(request.headers) if request.url.endswith("/uploads/events") else None
+        ),
+    )
+    with gateway_thread(tmp_path, port=port) as gateway:
+        page = open_page(context, gateway, PatchGate())
+        live = page.locator("#recent")
+        expect(live).to_have_attribute("data-live", "true")
+        before = tus_upload(gateway.url, b"before the restart", "before.txt")
+        expect(record(page, before)).to_have_attribute("data-status", "stored")
+        assert "last-event-id" not in streams[0]
+    expect(live).to_have_attribute("data-live", "false")
+
+    with gateway_thread(tmp_path, port=port) as gateway:
+        expect(live).to_have_attribute("data-live", "true")
+        seen = streams[-1].get("last-event-id", "")
+        assert seen.isdigit() and int(seen) > 0, streams[-1]
+        after = tus_upload(gateway.url, b"after the restart", "after.txt")
+        expect(record(page, after)).to_have_attribute("data-status", "stored")
+        expect(record(page, before)).to_have_attribute("data-status", "stored")

@@ -18,24 +18,33 @@ export class RecentUploads {
   }
 
   async start() {
-    const response = await this.fetch("/uploads?limit=" + SHOWN, { headers: { Accept: "application/json" } });
+    if (await this._load()) await this._follow();
+  }
+
+  /** GET /uploads into the list; false when the server has no catalog or refused. */
+  async _load() {
+    const response = await this.fetch("/uploads?limit=" + SHOWN, {
+      headers: { Accept: "application/json" },
+      cache: "no-store",
+    });
     if (response.status === 404) {
       this._say("This server keeps no catalog of uploads.");
-      return;
+      return false;
     }
     if (!response.ok) {
       this._say(`The list of uploads could not be read (${response.status}).`);
-      return;
+      return false;
     }
     const body = await response.json();
     for (const record of (body.uploads || []).slice().reverse()) this.upsert(record);
     this._say(this.records.size ? "" : "No uploads yet.");
     this.list.dataset.loaded = "true";
-    await this._follow();
+    return true;
   }
 
   async _follow() {
     let failures = 0;
+    let reconnecting = false;
     for (;;) {
       const headers = { Accept: "text/event-stream" };
       if (this.parser.lastEventId !== null) headers["Last-Event-ID"] = this.parser.lastEventId;
@@ -46,8 +55,13 @@ export class RecentUploads {
           return;
         }
         if (response.ok) {
-          failures = 0;
           this.list.dataset.live = "true";
+          // Back after a drop: what the replay cannot give (a restarted server keeps no old
+          // events) the list itself still has. Read it now the stream is open, so nothing
+          // falls between the two.
+          if (reconnecting) this._load().catch(() => {});
+          failures = 0;
+          reconnecting = true;
           await readEventStream(response, this.parser, (message) => this._message(message));
         }
       } catch {
