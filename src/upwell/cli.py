@@ -18,6 +18,7 @@ import click
 
 from .cli_gemini import emulate, files
 from .cli_run import hold_gc_for_startup, run_command
+from .cli_serve import forward_targets, gateway_options, gateway_settings
 from .cli_types import RATE, SIZE
 from .config import DEFAULT_TARGET, Settings
 from .errors import ConfigError, SessionError, UpwellError
@@ -56,18 +57,26 @@ def cli(verbose: int) -> None:
     help="Where the upload state (SQLite) and bytes are kept.",
 )
 @click.option("--max-size", type=SIZE, default=None, help="Largest upload accepted (e.g. 10GiB).")
-def serve(host: str, port: int, data_dir: Path, max_size: int | None) -> int:
-    """Run the tus upload server (embedded: SQLite + local disk)."""
+@gateway_options
+def serve(host: str, port: int, data_dir: Path, max_size: int | None, **gateway: Any) -> int:
+    """Run the upload server: tus, POST /upload, the catalog, events, forwarding, metrics."""
     from .server.runner import serve_forever
     from .server.settings import ServerSettings
 
     logging.basicConfig(level=logging.INFO, format="upwell serve: %(message)s", stream=sys.stderr)
     try:
-        settings = ServerSettings(host=host, port=port, data_dir=data_dir, max_size=max_size)
+        settings = ServerSettings(
+            host=host,
+            port=port,
+            data_dir=data_dir,
+            max_size=max_size,
+            **gateway_settings(gateway),
+        )
+        forwards = forward_targets(gateway)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
     try:
-        run_command(serve_forever(settings))
+        run_command(serve_forever(settings, forwards))
     except OSError as exc:
         raise click.ClickException(
             f"cannot serve on {host}:{port}: {exc.strerror or exc}"

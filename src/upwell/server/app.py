@@ -125,6 +125,8 @@ def _resources(
                 max_attempts=settings.forward_attempts,
                 backoff=settings.forward_backoff,
                 concurrency=settings.forward_concurrency,
+                engine_retries=settings.forward_retries,
+                chunk_size=settings.forward_chunk_size,
             )
             gateway.attach(uploads, forwards, settings.forward_sessions_dir, policy)
             assert gateway.forwarder is not None

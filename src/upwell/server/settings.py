@@ -45,6 +45,8 @@ class ServerSettings:
     forward_attempts: int = 5  # tries of each forward before it is marked failed
     forward_backoff: float = 2.0  # seconds before a forward's second try; doubles after
     forward_concurrency: int = 4  # forwards running at once
+    forward_chunk_size: int | None = None  # bytes per request to a forward target (None: auto)
+    forward_retries: int | None = None  # retries of one request within a forward attempt
 
     def __post_init__(self) -> None:
         if not (self.base_path.startswith("/") and self.base_path.endswith("/")):

@@ -294,6 +294,8 @@ class Uploads:
             raise
         # A cut-off body keeps what arrived, unless a checksum covered the whole of it.
         keep = not overflow and (interrupted is None or checksum is None)
+        if keep and received:
+            await self.observer.receiving(upload, upload.offset + received)
         appended = await writer.finish(batch, keep=keep)
         if overflow:
             raise ProtocolError(f"the body is longer than {limit.reason} allows", 413)

@@ -24,6 +24,7 @@ from ..conftest import TUS, FakeClock
 Client = TestClient[Any, Any]
 MakeGateway = Callable[..., Awaitable[Client]]
 GEMINI_KEY = "emulator-key-123"
+GRANULE = 64 * 1024  # emulator granularity, so small files still take several chunks
 
 
 def b64(value: str) -> str:
@@ -100,16 +101,22 @@ async def gateway(make_gateway: MakeGateway) -> Client:
 class Emulator:
     """A Gemini emulator on a loopback port, and a target pointing at it."""
 
-    def __init__(self, server: TestServer, faults: FaultPlan) -> None:
+    def __init__(self, server: TestServer, faults: FaultPlan, data_dir: Path) -> None:
         self.server = server
         self.faults = faults
+        self.data_dir = data_dir
 
     @property
     def base_url(self) -> str:
         return str(self.server.make_url("")).rstrip("/")
 
     def target(self, name: str = "gemini") -> ForwardTarget:
-        return ForwardTarget(name, GeminiTarget(GEMINI_KEY, self.base_url, "v1beta"))
+        target = GeminiTarget(GEMINI_KEY, self.base_url, "v1beta", granularity=GRANULE)
+        return ForwardTarget(name, target)
+
+    def files(self) -> list[Path]:
+        """The finished files' bytes the emulator keeps."""
+        return sorted((self.data_dir / "files").glob("*.bin"))
 
 
 MakeEmulator = Callable[..., Awaitable[Emulator]]
@@ -121,13 +128,14 @@ async def make_emulator(tmp_path: Path) -> AsyncIterator[MakeEmulator]:
 
     async def make(faults: FaultPlan | None = None, **options: Any) -> Emulator:
         plan = faults or FaultPlan()
+        data_dir = tmp_path / f"gemini-{len(servers)}"
         app: web.Application = create_gemini_app(
-            tmp_path / f"gemini-{len(servers)}", api_key=GEMINI_KEY, faults=plan, **options
+            data_dir, api_key=GEMINI_KEY, faults=plan, granularity=GRANULE, **options
         )
         server = TestServer(app, host="127.0.0.1")
         await server.start_server()
         servers.append(server)
-        return Emulator(server, plan)
+        return Emulator(server, plan, data_dir)
 
     yield make
     for server in servers:

@@ -52,6 +52,7 @@ class ForwardPolicy:
     max_backoff: float = 300.0
     concurrency: int = 4
     engine_retries: int | None = None  # retries of one request inside an attempt (engine's)
+    chunk_size: int | None = None  # bytes per request to the target (None: by file size)
 
 
 def status_of(forwards: Sequence[Forward]) -> UploadStatus:
@@ -95,6 +96,7 @@ class Forwarder:
                 target=t.target,
                 session_manager=self._sessions,
                 max_retries=self.policy.engine_retries,
+                chunk_size=self.policy.chunk_size,
             )
             for t in targets
         }
