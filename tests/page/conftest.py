@@ -6,11 +6,11 @@ holds every PATCH the test asks it to until the test lets it go (or the page abo
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import contextlib
 import json
-import threading
+import os
+import subprocess
 import time
 import urllib.parse
 import urllib.request
@@ -33,6 +33,7 @@ from playwright.sync_api import (
 )
 
 from tests.interop import peers
+from tests.support.processes import wait_http_ok
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -44,6 +45,7 @@ CHROMIUM_ARGS = [
     "--no-first-run",
 ]
 CHUNK = 256 * 1024
+GEMINI_KEY = "page-test-gemini-key"
 WAIT_TIMEOUT = 30.0  # seconds any condition in the browser may take to come true
 expect.set_options(timeout=WAIT_TIMEOUT * 1000)
 
@@ -79,25 +81,65 @@ def context(browser: Browser) -> Iterator[BrowserContext]:
     context.close()
 
 
-@pytest.fixture
-def server(tmp_path: Path) -> Iterator[peers.Server]:
-    with serve(tmp_path) as server:
-        yield server
+@dataclass(frozen=True)
+class Served:
+    """A running `upwell serve`: its origin (the page is at origin + "/") and tus endpoint."""
+
+    origin: str
+    data_dir: Path
+    log: Path
+
+    @property
+    def url(self) -> str:
+        return self.origin + "/files/"
 
 
 @contextlib.contextmanager
-def serve(tmp_path: Path, *extra: str) -> Iterator[peers.Server]:
-    """`upwell serve` as a process of its own, with `extra` arguments, logging to a file."""
-    port = peers.free_port()
+def process(
+    argv: list[str], ready: str, log: Path, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """A process of ours (output appended to `log`), once GET `ready` answers 200."""
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            env={**os.environ, **(env or {})},
+        )  # fmt: skip
+    try:
+        wait_http_ok(ready, proc)
+        yield proc
+    finally:
+        peers.stop(proc)
+
+
+@contextlib.contextmanager
+def serve(
+    tmp_path: Path, *extra: str, env: dict[str, str] | None = None, port: int | None = None
+) -> Iterator[Served]:
+    """`upwell serve` with `extra` arguments as a process of its own, logging to a file."""
+    port = port or peers.free_port()
     data_dir = tmp_path / "upwell-data"
-    argv = [*peers.upwell_serve_argv(port, data_dir), *extra]
     log = tmp_path / "upwell-serve.log"
-    with peers.run_server("upwell serve", argv, port=port, data_dir=data_dir, log=log) as server:
-        yield server
+    argv = [*peers.upwell_serve_argv(port, data_dir), *extra]
+    origin = f"http://{peers.HOST}:{port}"
+    with process(argv, origin + "/healthz", log, env):
+        yield Served(origin, data_dir, log)
 
 
-def origin(server: peers.Server) -> str:
-    return server.url.removesuffix("/files/")
+@contextlib.contextmanager
+def gemini_emulator(tmp_path: Path) -> Iterator[dict[str, str]]:
+    """`upwell emulate gemini`; yields the environment that points `--forward gemini` at it."""
+    port = peers.free_port()
+    url = f"http://{peers.HOST}:{port}"
+    argv = [str(peers.upwell_binary()), "emulate", "gemini", "--host", peers.HOST,
+            "--port", str(port), "--data-dir", str(tmp_path / "gemini-data")]  # fmt: skip
+    with process(argv, f"{url}/v1beta/files?key={GEMINI_KEY}", tmp_path / "gemini.log"):
+        yield {"GEMINI_BASE_URL": url, "GEMINI_API_KEY": GEMINI_KEY}
+
+
+@pytest.fixture
+def server(tmp_path: Path) -> Iterator[Served]:
+    with serve(tmp_path) as served:
+        yield served
 
 
 @dataclass
@@ -130,6 +172,15 @@ class PatchGate:
                 route.continue_()
 
 
+def open_page(context: BrowserContext, server: Served, gate: PatchGate) -> Page:
+    """The page in a new tab, its PATCHes through `gate`, small chunks, its script running."""
+    page = context.new_page()
+    gate.attach(page, server.url)
+    page.goto(f"{server.origin}/?chunk={CHUNK}")
+    expect(page.locator("body")).to_have_attribute("data-ready", "true")
+    return page
+
+
 def hold_from(offset: int) -> Callable[[Request], bool]:
     """Hold each PATCH that starts at or past `offset`."""
     return lambda request: int(request.headers["upload-offset"]) >= offset
@@ -150,84 +201,6 @@ def write_file(path: Path, size: int) -> Path:
 
 def served_bytes(url: str, dest: Path) -> bytes:
     return peers.fetch(url, dest).read_bytes()
-
-
-GEMINI_KEY = "page-test-gemini-key"
-
-
-@dataclass
-class Gateway:
-    """`create_app` with forwards and tokens, on a loopback port, run by a thread of its own."""
-
-    origin: str
-    data_dir: Path
-
-    @property
-    def url(self) -> str:
-        return self.origin + "/files/"
-
-
-@contextlib.contextmanager
-def gateway_thread(
-    tmp_path: Path,
-    *,
-    tokens: dict[str, str] | None = None,
-    forward_to_gemini: bool = False,
-    port: int = 0,
-) -> Iterator[Gateway]:
-    """The server (and a Gemini emulator to forward into) on their own event loop.
-
-    A thread, not `upwell serve`, because the Playwright sync API owns this thread's loop and
-    the settings here (tokens, forwards) are the app's, whatever the CLI spells them as.
-    """
-    from upwell.emulators.gemini import create_gemini_app
-    from upwell.server.app import create_app
-    from upwell.server.gateway.forwarding import ForwardTarget
-    from upwell.server.runner import running_server
-    from upwell.server.settings import ServerSettings
-    from upwell.serving import running_app
-    from upwell.targets.gemini import GeminiTarget
-
-    started = threading.Event()
-    box: dict[str, Any] = {}
-    data_dir = tmp_path / "gateway-data"
-
-    async def main() -> None:
-        try:
-            async with contextlib.AsyncExitStack() as stack:
-                forwards = ()
-                if forward_to_gemini:
-                    emulator = create_gemini_app(tmp_path / "gemini-data", api_key=GEMINI_KEY)
-                    base = await stack.enter_async_context(
-                        running_app(emulator, peers.HOST, 0, shutdown_timeout=5)
-                    )
-                    target = GeminiTarget(GEMINI_KEY, base, "v1beta")
-                    forwards = (ForwardTarget("gemini", target),)
-                settings = ServerSettings(
-                    host=peers.HOST, port=port, data_dir=data_dir, tokens=tokens or {}
-                )
-                app = create_app(settings, forwards=forwards)
-                url = await stack.enter_async_context(running_server(settings, app))
-                box["stop"] = asyncio.Event()
-                box["loop"] = asyncio.get_running_loop()
-                box["url"] = url
-                started.set()
-                await box["stop"].wait()
-        except BaseException as exc:
-            box["error"] = exc
-            started.set()
-            raise
-
-    thread = threading.Thread(target=asyncio.run, args=(main(),), name="page-gateway")
-    thread.start()
-    try:
-        if not started.wait(WAIT_TIMEOUT) or "error" in box:
-            raise RuntimeError(f"the gateway did not start: {box.get('error')!r}")
-        yield Gateway(box["url"].removesuffix("/files/"), data_dir)
-    finally:
-        if "loop" in box:
-            box["loop"].call_soon_threadsafe(box["stop"].set)
-        thread.join(WAIT_TIMEOUT)
 
 
 def tus_upload(endpoint: str, data: bytes, filename: str, token: str | None = None) -> str:

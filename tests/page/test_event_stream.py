@@ -7,9 +7,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import BrowserContext
 
-from tests.interop import peers
-
-from .conftest import origin
+from .conftest import Served
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -21,9 +19,9 @@ PARSE = """async (chunks) => {
 }"""
 
 
-def parse(context: BrowserContext, server: peers.Server, chunks: list[str]) -> Any:
+def parse(context: BrowserContext, server: Served, chunks: list[str]) -> Any:
     page = context.new_page()
-    page.goto(origin(server) + "/")
+    page.goto(server.origin + "/")
     return page.evaluate(PARSE, chunks)
 
 
@@ -43,7 +41,7 @@ EXPECTED = [
 
 @pytest.mark.parametrize("split", [len(STREAM), 1, 7], ids=["whole", "bytewise", "by-7"])
 def test_messages_come_out_whole_however_the_stream_is_cut(
-    context: BrowserContext, server: peers.Server, split: int
+    context: BrowserContext, server: Served, split: int
 ) -> None:
     chunks = [STREAM[i : i + split] for i in range(0, len(STREAM), split)]
     result = parse(context, server, chunks)
@@ -51,7 +49,7 @@ def test_messages_come_out_whole_however_the_stream_is_cut(
 
 
 def test_an_unfinished_message_is_held_back_until_its_blank_line(
-    context: BrowserContext, server: peers.Server
+    context: BrowserContext, server: Served
 ) -> None:
     result = parse(context, server, ["id: 9\ndata: half", "\n"])
     assert result == {"messages": [], "lastEventId": None}

@@ -9,19 +9,18 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
 
-from tests.interop import peers
-
-from .conftest import CHUNK, PatchGate, hold_from, origin, served_bytes, wait_until, write_file
+from .conftest import (
+    CHUNK,
+    PatchGate,
+    Served,
+    hold_from,
+    open_page,
+    served_bytes,
+    wait_until,
+    write_file,
+)
 
 pytestmark = pytest.mark.timeout(180)
-
-
-def open_page(context: BrowserContext, server: peers.Server, gate: PatchGate) -> Page:
-    page = context.new_page()
-    gate.attach(page, server.url)
-    page.goto(f"{origin(server)}/?chunk={CHUNK}")
-    expect(page.locator("body")).to_have_attribute("data-ready", "true")
-    return page
 
 
 def row(page: Page, name: str) -> Locator:
@@ -46,7 +45,7 @@ def server_offset(url: str) -> int:
 
 
 def test_two_files_upload_at_once_and_one_pauses_and_resumes(
-    context: BrowserContext, server: peers.Server, tmp_path: Path
+    context: BrowserContext, server: Served, tmp_path: Path
 ) -> None:
     a = write_file(tmp_path / "a.bin", 12 * CHUNK + 777)
     b = write_file(tmp_path / "b.bin", 10 * CHUNK + 5)
@@ -85,13 +84,13 @@ def test_two_files_upload_at_once_and_one_pauses_and_resumes(
     assert resumed[0] == 4 * CHUNK, "resume must go on from the server's offset, not restart"
     assert_served(page, "a.bin", a, tmp_path)
     assert_served(page, "b.bin", b, tmp_path)
-    elsewhere = [url for url in requested if not url.startswith(origin(server) + "/")]
+    elsewhere = [url for url in requested if not url.startswith(server.origin + "/")]
     assert not elsewhere, "the page must work offline, from its own server only"
 
 
 @pytest.mark.parametrize("how", ["reload", "new-tab"])
 def test_an_upload_cut_off_by_a_reload_or_closed_tab_resumes_when_the_file_is_chosen_again(
-    context: BrowserContext, server: peers.Server, tmp_path: Path, how: str
+    context: BrowserContext, server: Served, tmp_path: Path, how: str
 ) -> None:
     source = write_file(tmp_path / "movie.bin", 9 * CHUNK + 321)
     gate = PatchGate(hold=hold_from(5 * CHUNK))
@@ -130,7 +129,7 @@ def test_an_upload_cut_off_by_a_reload_or_closed_tab_resumes_when_the_file_is_ch
 
 
 def test_cancel_stops_the_upload_and_deletes_it_on_the_server(
-    context: BrowserContext, server: peers.Server, tmp_path: Path
+    context: BrowserContext, server: Served, tmp_path: Path
 ) -> None:
     source = write_file(tmp_path / "oops.bin", 6 * CHUNK)
     gate = PatchGate(hold=hold_from(2 * CHUNK))
@@ -152,7 +151,7 @@ def test_cancel_stops_the_upload_and_deletes_it_on_the_server(
 
 
 def test_a_dropped_file_uploads_with_its_name_and_type(
-    context: BrowserContext, server: peers.Server, tmp_path: Path
+    context: BrowserContext, server: Served, tmp_path: Path
 ) -> None:
     page = open_page(context, server, PatchGate())
     size = 3 * CHUNK + 17
@@ -181,7 +180,7 @@ def test_a_dropped_file_uploads_with_its_name_and_type(
 
 
 def test_the_page_works_from_the_keyboard(
-    context: BrowserContext, server: peers.Server, tmp_path: Path
+    context: BrowserContext, server: Served, tmp_path: Path
 ) -> None:
     source = write_file(tmp_path / "keys.bin", 6 * CHUNK)
     gate = PatchGate(hold=hold_from(2 * CHUNK))
@@ -206,10 +205,10 @@ def test_the_page_works_from_the_keyboard(
     assert_served(page, "keys.bin", source, tmp_path)
 
 
-def test_the_page_fits_a_phone_screen(browser: Browser, server: peers.Server) -> None:
+def test_the_page_fits_a_phone_screen(browser: Browser, server: Served) -> None:
     phone = browser.new_context(viewport={"width": 360, "height": 740}, is_mobile=True)
     page = phone.new_page()
-    page.goto(origin(server) + "/")
+    page.goto(server.origin + "/")
     expect(page.locator("body")).to_have_attribute("data-ready", "true")
     assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     chooser = page.locator("label[for=picker]")

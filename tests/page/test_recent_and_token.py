@@ -1,5 +1,6 @@
 """The recent-uploads list (GET /uploads, then GET /uploads/events read with fetch) and the
-token prompt, in chromium against the real gateway app with a Gemini emulator to forward into."""
+token prompt, in chromium against `upwell serve` (with tokens, or forwarding to `upwell emulate
+gemini`) as processes of their own."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ from tests.interop import peers
 
 from .conftest import (
     CHUNK,
-    Gateway,
     PatchGate,
-    gateway_thread,
+    Served,
+    gemini_emulator,
     get_json,
     hold_from,
+    open_page,
+    serve,
     served_bytes,
     tus_upload,
     wait_until,
@@ -32,23 +35,19 @@ BOB = "bob-token-0123456789ab"
 
 
 @pytest.fixture
-def forwarding_gateway(tmp_path: Path) -> Iterator[Gateway]:
-    with gateway_thread(tmp_path, forward_to_gemini=True) as gateway:
-        yield gateway
+def forwarding_gateway(tmp_path: Path) -> Iterator[Served]:
+    """`upwell serve --forward gemini` beside `upwell emulate gemini`."""
+    with gemini_emulator(tmp_path) as env, serve(tmp_path, "--forward", "gemini", env=env) as s:
+        yield s
 
 
 @pytest.fixture
-def guarded_gateway(tmp_path: Path) -> Iterator[Gateway]:
-    with gateway_thread(tmp_path, tokens={ALICE: "alice", BOB: "bob"}) as gateway:
-        yield gateway
-
-
-def open_page(context: BrowserContext, gateway: Gateway, gate: PatchGate) -> Page:
-    page = context.new_page()
-    gate.attach(page, gateway.url)
-    page.goto(f"{gateway.origin}/?chunk={CHUNK}")
-    expect(page.locator("body")).to_have_attribute("data-ready", "true")
-    return page
+def guarded_gateway(tmp_path: Path) -> Iterator[Served]:
+    """`upwell serve --tokens-file` with two owners."""
+    tokens = tmp_path / "tokens"
+    tokens.write_text(f"{ALICE} alice\n{BOB} bob\n")
+    with serve(tmp_path, "--tokens-file", str(tokens)) as served:
+        yield served
 
 
 def record(page: Page, upload_url: str) -> Locator:
@@ -56,7 +55,7 @@ def record(page: Page, upload_url: str) -> Locator:
 
 
 def test_recent_uploads_update_live_with_status_and_the_forward_to_gemini(
-    context: BrowserContext, forwarding_gateway: Gateway, tmp_path: Path
+    context: BrowserContext, forwarding_gateway: Served, tmp_path: Path
 ) -> None:
     gateway = forwarding_gateway
     earlier = tus_upload(gateway.url, b"uploaded before the page opened", "earlier.txt")
@@ -100,7 +99,7 @@ def item_id(upload_url: str) -> str:
     return upload_url.rsplit("/", 1)[1]
 
 
-def wait_until_forwarded(gateway: Gateway, upload_url: str) -> None:
+def wait_until_forwarded(gateway: Served, upload_url: str) -> None:
     deadline = time.monotonic() + 30
     while get_json(f"{gateway.origin}/uploads/{item_id(upload_url)}")["status"] != "forwarded":
         assert time.monotonic() < deadline, "the forward did not finish"
@@ -108,7 +107,7 @@ def wait_until_forwarded(gateway: Gateway, upload_url: str) -> None:
 
 
 def test_the_page_asks_for_a_token_and_shows_only_that_owners_uploads(
-    context: BrowserContext, guarded_gateway: Gateway, tmp_path: Path
+    context: BrowserContext, guarded_gateway: Served, tmp_path: Path
 ) -> None:
     gateway = guarded_gateway
     bobs = tus_upload(gateway.url, b"bob's file", "bob.txt", token=BOB)
@@ -163,7 +162,7 @@ def test_the_live_list_reconnects_with_last_event_id_after_the_server_restarts(
             streams.append(request.headers) if request.url.endswith("/uploads/events") else None
         ),
     )
-    with gateway_thread(tmp_path, port=port) as gateway:
+    with serve(tmp_path, port=port) as gateway:
         page = open_page(context, gateway, PatchGate())
         live = page.locator("#recent")
         expect(live).to_have_attribute("data-live", "true")
@@ -172,7 +171,7 @@ def test_the_live_list_reconnects_with_last_event_id_after_the_server_restarts(
         assert "last-event-id" not in streams[0]
     expect(live).to_have_attribute("data-live", "false")
 
-    with gateway_thread(tmp_path, port=port) as gateway:
+    with serve(tmp_path, port=port) as gateway:
         expect(live).to_have_attribute("data-live", "true")
         seen = streams[-1].get("last-event-id", "")
         assert seen.isdigit() and int(seen) > 0, streams[-1]

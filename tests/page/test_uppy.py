@@ -18,7 +18,7 @@ from playwright.sync_api import BrowserContext, Page, expect
 
 from tests.interop import peers
 
-from .conftest import CHUNK, PatchGate, hold_from, served_bytes, wait_until, write_file
+from .conftest import CHUNK, PatchGate, Served, hold_from, served_bytes, wait_until, write_file
 
 pytestmark = [pytest.mark.interop, pytest.mark.timeout(180)]
 
@@ -70,7 +70,7 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
         pass
 
 
-def open_uppy(context: BrowserContext, site: str, server: peers.Server, gate: PatchGate) -> Page:
+def open_uppy(context: BrowserContext, site: str, server: Served, gate: PatchGate) -> Page:
     page = context.new_page()
     gate.attach(page, server.url)
     page.goto(f"{site}/?endpoint={server.url}&chunk={CHUNK}")
@@ -79,7 +79,7 @@ def open_uppy(context: BrowserContext, site: str, server: peers.Server, gate: Pa
 
 
 def test_uppy_uploads_into_upwell_serve_and_resumes_after_a_reload(
-    context: BrowserContext, uppy_site: str, server: peers.Server, tmp_path: Path
+    context: BrowserContext, uppy_site: str, server: Served, tmp_path: Path
 ) -> None:
     source = write_file(tmp_path / "uppy.bin", 8 * CHUNK + 99)
     gate = PatchGate(hold=hold_from(3 * CHUNK))
