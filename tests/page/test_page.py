@@ -22,6 +22,8 @@ from .conftest import (
 
 pytestmark = pytest.mark.timeout(180)
 
+MiB = 1024 * 1024
+
 
 def row(page: Page, name: str) -> Locator:
     return page.locator(f'li.transfer[data-name="{name}"]')
@@ -215,3 +217,32 @@ def test_the_page_fits_a_phone_screen(browser: Browser, server: Served) -> None:
     box = chooser.bounding_box()
     assert box is not None and box["height"] >= 40  # a thumb can hit it
     phone.close()
+
+
+@pytest.mark.parametrize(
+    ("chunk_seconds", "size", "offsets"),
+    [
+        # Every PATCH far quicker than the aim: each next one is twice as big.
+        (60, 24 * MiB, [0, 4 * MiB, 12 * MiB]),
+        # Every PATCH slower than the aim: each next one is half as big.
+        (0.0001, 7 * MiB, [0, 4 * MiB, 6 * MiB]),
+    ],
+    ids=["grows", "shrinks"],
+)
+def test_without_a_fixed_chunk_size_each_patch_aims_at_a_duration(
+    context: BrowserContext,
+    server: Served,
+    tmp_path: Path,
+    chunk_seconds: float,
+    size: int,
+    offsets: list[int],
+) -> None:
+    source = write_file(tmp_path / "adaptive.bin", size)
+    gate = PatchGate()
+    page = context.new_page()
+    gate.attach(page, server.url)
+    page.goto(f"{server.origin}/?chunk-seconds={chunk_seconds}")
+    page.set_input_files("#picker", str(source))
+    expect(row(page, "adaptive.bin")).to_have_attribute("data-state", "done")
+    assert [offset for _, offset in gate.patches] == offsets
+    assert_served(page, "adaptive.bin", source, tmp_path)

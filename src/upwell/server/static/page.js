@@ -4,13 +4,17 @@
 import { authorizedFetch, currentToken, setToken } from "./auth.js";
 import * as format from "./format.js";
 import { RecentUploads } from "./recent.js";
-import { DEFAULT_CHUNK_SIZE, Upload, rememberedUploads } from "./tus.js";
+import { Upload, rememberedUploads } from "./tus.js";
 
 const MAX_ACTIVE = 3; // uploads sending at once; the rest wait their turn
 const SPEED_WINDOW_MS = 10_000;
 
 const endpoint = new URL(document.body.dataset.tusEndpoint, window.location.href).href;
-const chunkSize = Number(new URLSearchParams(window.location.search).get("chunk")) || DEFAULT_CHUNK_SIZE;
+// `?chunk=BYTES` fixes the chunk size; without it each upload adapts its own so that a PATCH
+// takes about `?chunk-seconds=` (default 1).
+const query = new URLSearchParams(window.location.search);
+const chunkSize = Number(query.get("chunk")) || undefined;
+const chunkSeconds = Number(query.get("chunk-seconds")) || undefined;
 
 const $ = (selector) => document.querySelector(selector);
 const transfersList = $("#transfers");
@@ -87,7 +91,7 @@ window.addEventListener("drop", (event) => event.preventDefault());
 
 function addFiles(files) {
   for (const file of files) {
-    const upload = new Upload(file, { endpoint, chunkSize, fetch: authFetch, onChange: changed });
+    const upload = new Upload(file, { endpoint, chunkSize, chunkSeconds, fetch: authFetch, onChange: changed });
     const existing = transfers.get(upload.key);
     if (existing && existing.upload.state !== "done") {
       say(`${file.name} is already in the list.`);

@@ -3,7 +3,12 @@
 // modification time, so choosing the same file after a reload (or in a new tab) resumes it.
 
 export const TUS_VERSION = "1.0.0";
-export const DEFAULT_CHUNK_SIZE = 4 * 1024 * 1024;
+// Without a fixed chunk size, each PATCH aims at about a second: progress moves on a slow link
+// and a fast one is not held back by a request (and an fsync on the server) per few MiB.
+export const FIRST_CHUNK_SIZE = 4 * 1024 * 1024;
+const MIN_CHUNK_SIZE = 256 * 1024;
+const MAX_CHUNK_SIZE = 64 * 1024 * 1024;
+export const CHUNK_SECONDS = 1;
 const STORE_PREFIX = "upwell.upload:";
 // Seconds between attempts after a network error, a 5xx, 409 (offset moved) or 423 (locked by
 // a writer the server has not yet seen go away); past the last one the upload fails.
@@ -93,7 +98,9 @@ export class Upload {
   constructor(file, options) {
     this.file = file;
     this.endpoint = options.endpoint;
-    this.chunkSize = options.chunkSize || DEFAULT_CHUNK_SIZE;
+    this.fixedChunkSize = Boolean(options.chunkSize);
+    this.chunkSize = options.chunkSize || FIRST_CHUNK_SIZE;
+    this.chunkSeconds = options.chunkSeconds || CHUNK_SECONDS;
     this.fetch = options.fetch || ((url, init) => fetch(url, init));
     this.storage = options.storage || window.localStorage;
     this.onChange = options.onChange || (() => {});
@@ -189,6 +196,7 @@ export class Upload {
     if (!this.url) await this._create(signal);
     while (this.offset < this.size) {
       const end = Math.min(this.offset + this.chunkSize, this.size);
+      const started = performance.now();
       const response = await this.fetch(this.url, {
         method: "PATCH",
         headers: {
@@ -212,7 +220,17 @@ export class Upload {
       }
       this.offset = offset;
       this._remember();
+      this._adapt((performance.now() - started) / 1000, end);
       this.onChange(this);
+    }
+  }
+
+  _adapt(seconds, end) {
+    if (this.fixedChunkSize || end === this.size) return;
+    if (seconds < this.chunkSeconds / 2) {
+      this.chunkSize = Math.min(this.chunkSize * 2, MAX_CHUNK_SIZE);
+    } else if (seconds > this.chunkSeconds * 2) {
+      this.chunkSize = Math.max(this.chunkSize / 2, MIN_CHUNK_SIZE);
     }
   }
 
