@@ -147,6 +147,8 @@ class PatchGate:
     """Sees every PATCH the browser sends to the tus endpoint; holds those `hold` says to."""
 
     hold: Callable[[Request], bool] = lambda request: False
+    #: PATCHes to send on with one byte of their body flipped (a link that corrupts data).
+    corrupt: Callable[[Request], bool] = lambda request: False
     held: list[tuple[Route, Request]] = field(default_factory=list)
     #: (upload URL, Upload-Offset) of every PATCH the browser sent, in order.
     patches: list[tuple[str, int]] = field(default_factory=list)
@@ -159,6 +161,11 @@ class PatchGate:
             self.patches.append((request.url, int(request.headers["upload-offset"])))
             if self.hold(request):
                 self.held.append((route, request))
+                return
+            if self.corrupt(request):
+                body = bytearray(request.post_data_buffer or b"")
+                body[len(body) // 2] ^= 0xFF
+                route.continue_(post_data=bytes(body))
                 return
         route.continue_()
 

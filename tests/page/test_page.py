@@ -7,7 +7,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, Request, expect
 
 from .conftest import (
     CHUNK,
@@ -246,3 +246,29 @@ def test_without_a_fixed_chunk_size_each_patch_aims_at_a_duration(
     expect(row(page, "adaptive.bin")).to_have_attribute("data-state", "done")
     assert [offset for _, offset in gate.patches] == offsets
     assert_served(page, "adaptive.bin", source, tmp_path)
+
+
+def test_each_chunk_carries_its_sha256_and_a_corrupted_one_is_sent_again(
+    context: BrowserContext, server: Served, tmp_path: Path
+) -> None:
+    source = write_file(tmp_path / "fragile.bin", 4 * CHUNK + 1)
+    checksums: list[str | None] = []
+    corrupted: list[int] = []
+
+    def corrupt_third_once(request: Request) -> bool:
+        checksums.append(request.headers.get("upload-checksum"))
+        offset = int(request.headers["upload-offset"])
+        if offset == 2 * CHUNK and not corrupted:
+            corrupted.append(offset)
+            return True
+        return False
+
+    gate = PatchGate(corrupt=corrupt_third_once)
+    page = open_page(context, server, gate)
+    page.set_input_files("#picker", str(source))
+    expect(row(page, "fragile.bin")).to_have_attribute("data-state", "done")
+    assert corrupted == [2 * CHUNK]
+    offsets = [offset for _, offset in gate.patches]
+    assert offsets == [0, CHUNK, 2 * CHUNK, 2 * CHUNK, 3 * CHUNK, 4 * CHUNK]
+    assert all(c is not None and c.startswith("sha256 ") for c in checksums), checksums
+    assert_served(page, "fragile.bin", source, tmp_path)

@@ -43,9 +43,7 @@ export function rememberedUploads(storage, endpoint) {
 }
 
 function base64(text) {
-  let binary = "";
-  for (const byte of new TextEncoder().encode(text)) binary += String.fromCharCode(byte);
-  return btoa(binary);
+  return base64Bytes(new TextEncoder().encode(text));
 }
 
 export function encodeMetadata(metadata) {
@@ -73,7 +71,21 @@ async function reason(response) {
 }
 
 function retryable(status) {
-  return status === 409 || status === 423 || status === 429 || status >= 500;
+  // 460: the chunk's checksum did not match what arrived, so the server kept none of it.
+  return status === 409 || status === 423 || status === 429 || status === 460 || status >= 500;
+}
+
+function base64Bytes(bytes) {
+  let binary = "";
+  for (const byte of bytes) binary += String.fromCharCode(byte);
+  return btoa(binary);
+}
+
+/** The chunk as bytes, and its tus `Upload-Checksum` (SHA-256 over exactly those bytes). */
+async function checksummed(blob) {
+  const bytes = await blob.arrayBuffer();
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", bytes));
+  return { body: bytes, checksum: `sha256 ${base64Bytes(digest)}` };
 }
 
 function wait(seconds, signal) {
@@ -101,6 +113,9 @@ export class Upload {
     this.fixedChunkSize = Boolean(options.chunkSize);
     this.chunkSize = options.chunkSize || FIRST_CHUNK_SIZE;
     this.chunkSeconds = options.chunkSeconds || CHUNK_SECONDS;
+    // Each chunk carries its SHA-256 where the browser can hash (a secure context: https, or
+    // localhost); the server then keeps a chunk only if every byte of it arrived intact.
+    this.checksums = options.checksums ?? Boolean(globalThis.crypto && globalThis.crypto.subtle);
     this.fetch = options.fetch || ((url, init) => fetch(url, init));
     this.storage = options.storage || window.localStorage;
     this.onChange = options.onChange || (() => {});
@@ -197,16 +212,18 @@ export class Upload {
     while (this.offset < this.size) {
       const end = Math.min(this.offset + this.chunkSize, this.size);
       const started = performance.now();
-      const response = await this.fetch(this.url, {
-        method: "PATCH",
-        headers: {
-          "Tus-Resumable": TUS_VERSION,
-          "Upload-Offset": String(this.offset),
-          "Content-Type": "application/offset+octet-stream",
-        },
-        body: this.file.slice(this.offset, end),
-        signal,
-      });
+      const headers = {
+        "Tus-Resumable": TUS_VERSION,
+        "Upload-Offset": String(this.offset),
+        "Content-Type": "application/offset+octet-stream",
+      };
+      let body = this.file.slice(this.offset, end);
+      if (this.checksums) {
+        const chunk = await checksummed(body);
+        body = chunk.body;
+        headers["Upload-Checksum"] = chunk.checksum;
+      }
+      const response = await this.fetch(this.url, { method: "PATCH", headers, body, signal });
       if (response.status === 404 || response.status === 410) {
         this._forgetServerSide();
         throw new TusError(`the server no longer has this upload (${response.status})`, 409);
