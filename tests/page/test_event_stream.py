@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from playwright.sync_api import BrowserContext
 
-from .conftest import Served
+from .conftest import Served, serve
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -17,6 +18,13 @@ PARSE = """async (chunks) => {
     const messages = chunks.flatMap((chunk) => parser.feed(chunk));
     return { messages, lastEventId: parser.lastEventId };
 }"""
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    """One server for the module: it only serves the page's scripts here."""
+    with serve(tmp_path_factory.mktemp("events")) as served:
+        yield served
 
 
 def parse(context: BrowserContext, server: Served, chunks: list[str]) -> Any:

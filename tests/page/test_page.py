@@ -223,7 +223,7 @@ def test_the_page_fits_a_phone_screen(browser: Browser, server: Served) -> None:
     ("chunk_seconds", "size", "offsets"),
     [
         # Every PATCH far quicker than the aim: each next one is twice as big.
-        (60, 24 * MiB, [0, 4 * MiB, 12 * MiB]),
+        (60, 13 * MiB, [0, 4 * MiB, 12 * MiB]),
         # Every PATCH slower than the aim: each next one is half as big.
         (0.0001, 7 * MiB, [0, 4 * MiB, 6 * MiB]),
     ],
