@@ -55,6 +55,10 @@ def create_app(
     tus.add_routes(app, settings.base_path)
     app.router.add_get("/healthz", pages.healthz)
     app.router.add_get("/", pages.index)
+    if settings.mcp_roots is not None:
+        from ..mcp.http import mount_mcp  # the optional mcp extra, loaded only when asked
+
+        mount_mcp(app, settings)
     return app
 
 

@@ -32,6 +32,8 @@ class ServerSettings:
     read_bufsize: int = 128 * 1024  # socket bytes buffered per connection before pausing
     io_threads: int = 16  # threads doing file I/O (writes, fsync, copies)
     max_field_size: int = 64 * 1024  # longest header value (Upload-Concat lists many URLs)
+    # MCP tools at /mcp reading files under these directories; None: no /mcp.
+    mcp_roots: tuple[Path, ...] | None = None
 
     def __post_init__(self) -> None:
         if not (self.base_path.startswith("/") and self.base_path.endswith("/")):

@@ -1,0 +1,171 @@
+"""The MCP server over streamable HTTP at `/mcp` on `upwell serve`.
+
+The SDK's streamable HTTP transport is an ASGI application; this module runs it inside the
+aiohttp app: each request's scope, body and response are handed across as they stream. Over
+HTTP the client's MCP roots are never honoured (its paths are not this machine's): only the
+server's `--mcp-root` directories may be read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from aiohttp import web
+from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+from mcp.server.transport_security import TransportSecuritySettings
+
+from ..server.settings import ServerSettings
+from .server import McpConfig, create_server
+
+log = logging.getLogger("upwell.mcp")
+
+MCP_PATH = "/mcp"
+DISCONNECT_POLL = 1.0  # seconds between checks that a streaming client is still connected
+
+Message = MutableMapping[str, Any]
+AsgiApp = Callable[
+    [Message, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]],
+    Awaitable[None],
+]
+MCP_MANAGER = web.AppKey("mcp_manager", StreamableHTTPSessionManager)
+
+_LOOPBACK = ("127.0.0.1", "localhost", "::1")
+
+
+def mount_mcp(app: web.Application, settings: ServerSettings) -> None:
+    """`/mcp` on `upwell serve`, reading files only under `settings.mcp_roots`."""
+    roots = tuple(settings.mcp_roots or ())
+    add_mcp_routes(app, McpConfig(roots=roots, client_roots=False), settings.host)
+
+
+def add_mcp_routes(
+    app: web.Application, config: McpConfig, host: str, path: str = MCP_PATH
+) -> None:
+    """Serve upwell's MCP tools at `path` on `app`, for the app's lifetime. `host` is what the
+    server listens on: on loopback, requests must name a loopback Host (DNS rebinding)."""
+    server = create_server(config)
+    security = (
+        TransportSecuritySettings(
+            enable_dns_rebinding_protection=True,
+            allowed_hosts=["127.0.0.1:*", "localhost:*", "[::1]:*"],
+            allowed_origins=["http://127.0.0.1:*", "http://localhost:*", "http://[::1]:*"],
+        )
+        if host in _LOOPBACK
+        else TransportSecuritySettings(enable_dns_rebinding_protection=False)
+    )
+    # Building the (unused) Starlette app is how the SDK makes its session manager.
+    server.streamable_http_app(streamable_http_path=path, transport_security=security, host=host)
+    manager = server.session_manager
+    app[MCP_MANAGER] = manager
+    runner = _ManagerRunner(manager)
+    app.on_startup.append(runner.start)
+    # On shutdown, not cleanup: ending the sessions ends their open event streams, which
+    # the server would otherwise wait for until its shutdown timeout.
+    app.on_shutdown.append(runner.stop)
+    app.router.add_route("*", path, asgi_handler(manager.handle_request))
+
+
+class _ManagerRunner:
+    """Runs the session manager's anyio task group in a task of its own, because aiohttp may
+    start and clean up an app from different tasks and a task group must stay in one."""
+
+    def __init__(self, manager: StreamableHTTPSessionManager) -> None:
+        self.manager = manager
+        self._stop = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self, app: web.Application) -> None:
+        ready = asyncio.Event()
+
+        async def run() -> None:
+            async with self.manager.run():
+                ready.set()
+                await self._stop.wait()
+
+        self._task = asyncio.create_task(run(), name="upwell-mcp-sessions")
+        started = asyncio.ensure_future(ready.wait())
+        await asyncio.wait([started, self._task], return_when=asyncio.FIRST_COMPLETED)
+        if not ready.is_set():
+            started.cancel()
+            await self._task  # raises why the manager did not start
+
+    async def stop(self, app: web.Application) -> None:
+        self._stop.set()
+        if self._task is not None:
+            await asyncio.wait([self._task])
+
+
+def asgi_handler(asgi: AsgiApp) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:
+    """An aiohttp handler running the ASGI app `asgi` for each request, streaming both ways."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        done = asyncio.Event()
+        body_sent = False
+        response: web.StreamResponse | None = None
+
+        async def receive() -> Message:
+            nonlocal body_sent
+            if not body_sent:
+                chunk = await request.content.readany()
+                if chunk and not request.content.at_eof():
+                    return {"type": "http.request", "body": chunk, "more_body": True}
+                body_sent = True
+                return {"type": "http.request", "body": chunk, "more_body": False}
+            # Nothing more will come: say "disconnect" when the client goes or we are done.
+            while not done.is_set():
+                transport = request.transport
+                if transport is None or transport.is_closing():
+                    break
+                try:
+                    await asyncio.wait_for(done.wait(), DISCONNECT_POLL)
+                except TimeoutError:
+                    continue
+            return {"type": "http.disconnect"}
+
+        async def send(message: Message) -> None:
+            nonlocal response
+            kind = message["type"]
+            if kind == "http.response.start":
+                response = web.StreamResponse(status=int(message["status"]))
+                for name, value in message.get("headers", ()):
+                    response.headers.add(name.decode("latin-1"), value.decode("latin-1"))
+                await response.prepare(request)
+            elif kind == "http.response.body" and response is not None:
+                body = message.get("body", b"")
+                if body:
+                    await response.write(body)
+                if not message.get("more_body", False):
+                    await response.write_eof()
+
+        try:
+            await asgi(_scope(request), receive, send)
+        finally:
+            done.set()
+        if response is None:
+            raise web.HTTPInternalServerError(text="the MCP transport sent no response")
+        return response
+
+    return handler
+
+
+def _scope(request: web.Request) -> Message:
+    peer = request.transport.get_extra_info("peername") if request.transport else None
+    sock = request.transport.get_extra_info("sockname") if request.transport else None
+    return {
+        "type": "http",
+        "asgi": {"version": "3.0", "spec_version": "2.3"},
+        "http_version": f"{request.version.major}.{request.version.minor}",
+        "method": request.method,
+        "scheme": request.scheme,
+        "path": request.path,
+        "raw_path": request.raw_path.split("?", 1)[0].encode("latin-1"),
+        "query_string": request.query_string.encode("latin-1"),
+        "root_path": "",
+        "headers": [(k.lower(), v) for k, v in request.raw_headers],
+        "client": tuple(peer[:2]) if isinstance(peer, tuple) else None,
+        "server": tuple(sock[:2]) if isinstance(sock, tuple) else None,
+        "state": {},
+    }
