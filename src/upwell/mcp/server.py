@@ -301,13 +301,13 @@ async def _detached(work: Coroutine[Any, Any, T]) -> T:
 
 def create_server(config: McpConfig) -> MCPServer[Any]:
     """An MCPServer with upwell's tools; run it over stdio or mount it on `upwell serve`."""
-    from importlib.metadata import version
+    from .. import __version__
 
     server: MCPServer[Any] = MCPServer(
         "upwell",
         title="upwell",
         instructions=INSTRUCTIONS,
-        version=version("upwell"),
+        version=__version__,
         log_level="WARNING",
     )
     UpwellTools(config).register(server)

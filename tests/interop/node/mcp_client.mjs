@@ -1,7 +1,7 @@
 // The official MCP TypeScript SDK's client running a script of steps against an MCP server,
 // for tests/interop.
 //
-//   node mcp_client.mjs SCRIPT.json
+//   node mcp_client.mjs < SCRIPT.json
 //
 // SCRIPT: {"server": {"command": C, "args": [...], "env": {...}} or {"url": U, "headers": {...}},
 //          "roots": ["file:///dir", ...] (optional: offered to the server as MCP roots),
@@ -18,11 +18,13 @@ import { StdioClientTransport } from '@modelcontextprotocol/sdk/client/stdio.js'
 import { StreamableHTTPClientTransport } from '@modelcontextprotocol/sdk/client/streamableHttp.js'
 import { ListRootsRequestSchema } from '@modelcontextprotocol/sdk/types.js'
 
-if (process.argv.length !== 3) {
-  process.stderr.write('usage: node mcp_client.mjs SCRIPT.json\n')
+let script
+try {
+  script = JSON.parse(fs.readFileSync(0, 'utf8'))
+} catch (err) {
+  process.stderr.write(`usage: node mcp_client.mjs < SCRIPT.json (${err.message})\n`)
   process.exit(2)
 }
-const script = JSON.parse(fs.readFileSync(process.argv[2], 'utf8'))
 
 const capabilities = script.roots ? { roots: { listChanged: false } } : {}
 const client = new Client({ name: 'upwell-interop', version: '1.0.0' }, { capabilities })
