@@ -20,6 +20,10 @@ TOOLS = {
     "upload_file",
     "list_sessions",
     "upload_status",
+    "list_files",
+    "get_file",
+    "delete_file",
+    "get_file_content",
 }
 UPLOAD_RESULT_KEYS = {"file_name", "file_uri", "sha256", "size", "seconds", "resumed", "session_id"}
 

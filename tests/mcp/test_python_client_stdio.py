@@ -189,18 +189,33 @@ async def test_gemini_upload_and_failures_never_show_the_key(
                 "upload_status", {"session_id": ok.structured_content["session_id"]}
             )
             missing = await session.call_tool("upload_status", {"session_id": "upload_nope"})
+            name = ok.structured_content["file_name"]
+            stored = tmp_path / "emu" / "files" / f"{name.removeprefix('files/')}.bin"
+            stored_sha = sha256(stored)
+            files = await session.call_tool("list_files", {"to": "gemini"})
+            got = await session.call_tool("get_file", {"to": "gemini", "name": name})
+            content = await session.call_tool("get_file_content", {"to": "gemini", "name": name})
+            deleted = await session.call_tool("delete_file", {"to": "gemini", "name": name})
+            gone = await session.call_tool("get_file", {"to": "gemini", "name": name})
+            not_files = await session.call_tool("list_files", {"to": "http://127.0.0.1:9/files/"})
         async with client(root, {**host_env, "GEMINI_BASE_URL": base}) as session:
             no_key = await session.call_tool("upload_file", {"path": "clip.mp4", "to": "gemini"})
     assert not ok.is_error, text_of(ok)
     out = ok.structured_content
     assert out["file_name"].startswith("files/") and out["file_uri"].startswith(base)
     assert out["sha256"] == sha256(src) and out["size"] == src.stat().st_size
-    stored = tmp_path / "emu" / "files" / f"{out['file_name'].removeprefix('files/')}.bin"
-    assert sha256(stored) == sha256(src)
+    assert stored_sha == sha256(src)
     assert bad_to.is_error and "ftp://x" in text_of(bad_to)
     assert missing.is_error and "upload_nope" in text_of(missing)
     assert no_key.is_error and "GEMINI_API_KEY" in text_of(no_key)
-    everything = json.dumps(
-        [r.model_dump(mode="json") for r in (ok, bad_to, listed, status, missing, no_key)]
-    ) + json.dumps(seen)
+    assert files.structured_content is not None and got.structured_content is not None
+    assert [f["name"] for f in files.structured_content["files"]] == [name]
+    assert got.structured_content["name"] == name
+    assert got.structured_content["size"] == src.stat().st_size
+    assert got.structured_content["uri"] == out["file_uri"]
+    assert content.is_error and "content" in text_of(content)
+    assert deleted.structured_content == {"deleted": name} and not stored.exists()
+    assert gone.is_error and not_files.is_error and "keeps no files" in text_of(not_files)
+    results = (ok, bad_to, listed, status, missing, no_key, files, got, content, deleted, gone)
+    everything = json.dumps([r.model_dump(mode="json") for r in results]) + json.dumps(seen)
     assert KEY not in everything

@@ -11,12 +11,13 @@ import asyncio
 import os
 import time
 import warnings
-from collections.abc import Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import anyio
+from aiohttp import ClientSession
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.exceptions import MCPDeprecationWarning
@@ -28,7 +29,8 @@ from ..results import UploadResult
 from ..sessions.manager import SessionManager, default_session_dir
 from ..sessions.session import derive_session_id
 from ..sessions.store import check_session_id
-from ..targets.base import Target
+from ..targets.base import FileService, Target
+from ..targets.http import new_session
 from ..targets.resolve import resolve_target
 from ..uploaders import ResumableUploader
 from .progress import ProgressPacer, paced_notifications
@@ -146,6 +148,10 @@ class UpwellTools:
         server.add_tool(self.upload_file)
         server.add_tool(self.list_sessions)
         server.add_tool(self.upload_status)
+        server.add_tool(self.list_files)
+        server.add_tool(self.get_file)
+        server.add_tool(self.delete_file)
+        server.add_tool(self.get_file_content)
 
     # -- helpers ---------------------------------------------------------------------------
     def _target(self, to: str, purpose: str | None = None) -> Target:
@@ -175,6 +181,25 @@ class UpwellTools:
         roots = await self._roots(ctx)
         try:
             return await asyncio.to_thread(check_file, path, roots, self.config.max_size)
+        except UpwellError as exc:
+            raise ToolError(str(exc)) from None
+
+    async def _files(
+        self, to: str, work: Callable[[FileService, ClientSession], Awaitable[T]]
+    ) -> T:
+        """`work(service, http)` against the files API `to` names (keys from the env)."""
+        target = self._target(to)
+        if not isinstance(target, FileService):
+            raise ToolError(
+                f"to={to!r} keeps no files to list or delete; use gemini, openai, kimi or glm"
+            )
+        try:
+            async with new_session(
+                connections=4,
+                connect_timeout=self.settings.connect_timeout,
+                read_timeout=self.settings.request_timeout,
+            ) as http:
+                return await work(target, http)
         except UpwellError as exc:
             raise ToolError(str(exc)) from None
 
@@ -283,6 +308,41 @@ class UpwellTools:
         if session is None:
             raise ToolError(f"no session {session_id!r}; list_sessions shows the sessions kept")
         return SessionEntry(**session.summary())
+
+    async def list_files(self, to: To) -> FileList:
+        """Every file the provider keeps for this server's key, newest first."""
+
+        async def work(service: FileService, http: ClientSession) -> FileList:
+            return FileList(
+                files=[FileEntry(**f.summary()) async for f in service.list_files(http)]
+            )
+
+        return await self._files(to, work)
+
+    async def get_file(self, to: To, name: Name) -> FileEntry:
+        """One file the provider keeps: its size, state and where it lives."""
+
+        async def work(service: FileService, http: ClientSession) -> FileEntry:
+            return FileEntry(**(await service.get_file(http, name)).summary())
+
+        return await self._files(to, work)
+
+    async def delete_file(self, to: To, name: Name) -> Deleted:
+        """Delete a file the provider keeps."""
+
+        async def work(service: FileService, http: ClientSession) -> Deleted:
+            await service.delete_file(http, name)
+            return Deleted(deleted=name)
+
+        return await self._files(to, work)
+
+    async def get_file_content(self, to: To, name: Name) -> FileContent:
+        """The text the provider extracted from a file (Kimi, GLM)."""
+
+        async def work(service: FileService, http: ClientSession) -> FileContent:
+            return FileContent(name=name, content=await service.file_content(http, name))
+
+        return await self._files(to, work)
 
 
 async def _detached(work: Coroutine[Any, Any, T]) -> T:
