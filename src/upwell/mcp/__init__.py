@@ -1,7 +1,2 @@
-"""upwell as an MCP server: `upwell mcp` (stdio) and `/mcp` on `upwell serve` (HTTP)."""
-
-from __future__ import annotations
-
-from .server import McpConfig, create_server
-
-__all__ = ["McpConfig", "create_server"]
+"""upwell as an MCP server: `upwell mcp` (stdio, `server.py`) and `/mcp` on `upwell serve`
+(streamable HTTP, `http.py`). Needs the `mcp` extra; nothing here loads it until asked."""

@@ -11,14 +11,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, MutableMapping
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
-from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
-from mcp.server.transport_security import TransportSecuritySettings
 
 from ..server.settings import ServerSettings
-from .server import McpConfig, create_server
+
+if TYPE_CHECKING:
+    from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
+
 
 log = logging.getLogger("upwell.mcp")
 
@@ -30,23 +32,35 @@ AsgiApp = Callable[
     [Message, Callable[[], Awaitable[Message]], Callable[[Message], Awaitable[None]]],
     Awaitable[None],
 ]
-MCP_MANAGER = web.AppKey("mcp_manager", StreamableHTTPSessionManager)
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
 
 
 def mount_mcp(app: web.Application, settings: ServerSettings) -> None:
     """`/mcp` on `upwell serve`, reading files only under `settings.mcp_roots`."""
-    roots = tuple(settings.mcp_roots or ())
-    add_mcp_routes(app, McpConfig(roots=roots, client_roots=False), settings.host)
+    add_mcp_routes(app, tuple(settings.mcp_roots or ()), settings.host)
 
 
 def add_mcp_routes(
-    app: web.Application, config: McpConfig, host: str, path: str = MCP_PATH
+    app: web.Application, roots: tuple[Path, ...], host: str, path: str = MCP_PATH
 ) -> None:
     """Serve upwell's MCP tools at `path` on `app`, for the app's lifetime. `host` is what the
-    server listens on: on loopback, requests must name a loopback Host (DNS rebinding)."""
-    server = create_server(config)
+    server listens on: on loopback, requests must name a loopback Host (DNS rebinding). The
+    SDK is loaded, and the server built, in a thread as the app starts."""
+    runner = _ManagerRunner(roots, host, path)
+    app.on_startup.append(runner.start)
+    # On shutdown, not cleanup: ending the sessions ends their open event streams, which
+    # the server would otherwise wait for until its shutdown timeout.
+    app.on_shutdown.append(runner.stop)
+    app.router.add_route("*", path, asgi_handler(runner.handle_request))
+
+
+def _build_manager(roots: tuple[Path, ...], host: str, path: str) -> StreamableHTTPSessionManager:
+    from mcp.server.transport_security import TransportSecuritySettings
+
+    from .server import McpConfig, create_server
+
+    server = create_server(McpConfig(roots=roots, client_roots=False))
     security = (
         TransportSecuritySettings(
             enable_dns_rebinding_protection=True,
@@ -58,30 +72,25 @@ def add_mcp_routes(
     )
     # Building the (unused) Starlette app is how the SDK makes its session manager.
     server.streamable_http_app(streamable_http_path=path, transport_security=security, host=host)
-    manager = server.session_manager
-    app[MCP_MANAGER] = manager
-    runner = _ManagerRunner(manager)
-    app.on_startup.append(runner.start)
-    # On shutdown, not cleanup: ending the sessions ends their open event streams, which
-    # the server would otherwise wait for until its shutdown timeout.
-    app.on_shutdown.append(runner.stop)
-    app.router.add_route("*", path, asgi_handler(manager.handle_request))
+    return server.session_manager
 
 
 class _ManagerRunner:
     """Runs the session manager's anyio task group in a task of its own, because aiohttp may
     start and clean up an app from different tasks and a task group must stay in one."""
 
-    def __init__(self, manager: StreamableHTTPSessionManager) -> None:
-        self.manager = manager
+    def __init__(self, roots: tuple[Path, ...], host: str, path: str) -> None:
+        self.roots, self.host, self.path = roots, host, path
+        self.manager: StreamableHTTPSessionManager | None = None
         self._stop = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
     async def start(self, app: web.Application) -> None:
+        manager = await asyncio.to_thread(_build_manager, self.roots, self.host, self.path)
         ready = asyncio.Event()
 
         async def run() -> None:
-            async with self.manager.run():
+            async with manager.run():
                 ready.set()
                 await self._stop.wait()
 
@@ -91,11 +100,22 @@ class _ManagerRunner:
         if not ready.is_set():
             started.cancel()
             await self._task  # raises why the manager did not start
+        self.manager = manager
 
     async def stop(self, app: web.Application) -> None:
         self._stop.set()
         if self._task is not None:
             await asyncio.wait([self._task])
+
+    async def handle_request(
+        self,
+        scope: Message,
+        receive: Callable[[], Awaitable[Message]],
+        send: Callable[[Message], Awaitable[None]],
+    ) -> None:
+        if self.manager is None:
+            raise web.HTTPServiceUnavailable(text="the MCP server is starting or stopping")
+        await self.manager.handle_request(scope, receive, send)
 
 
 def asgi_handler(asgi: AsgiApp) -> Callable[[web.Request], Awaitable[web.StreamResponse]]:

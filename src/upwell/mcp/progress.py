@@ -21,6 +21,10 @@ Send = Callable[[float, float, str], Awaitable[None]]
 
 MIN_GAP = 0.4  # seconds: under three a second, so jitter on the way never makes it five
 MAX_GAP = 1.0  # seconds: at least one a second while the upload runs
+# The TS SDK's client handles a notification in a microtask but a response at once, so a last
+# notice read in the same chunk as the result would reach a host after the result, and be
+# dropped; a moment between the two keeps them apart.
+FINAL_SETTLE = 0.05  # seconds
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,7 @@ async def paced_notifications(
         await asyncio.wait([task])
         notice = pacer.final(clock())
         await send(notice.progress, notice.total, notice.message)
+        await sleep(FINAL_SETTLE)
 
     try:
         yield finish

@@ -7,7 +7,10 @@
 //          "roots": ["file:///dir", ...] (optional: offered to the server as MCP roots),
 //          "steps": [{"op": "list_tools"}
 //                    | {"op": "call", "name": N, "arguments": {...}, "progress": true,
-//                       "cancel_at": FRACTION (optional: abort once progress/total >= it)}]}
+//                       "cancel_at": FRACTION (optional: abort once progress/total >= it)}
+//                    | {"op": "poll", "name": N, "arguments": {...}, "path": "a.0.b",
+//                       "equals": VALUE, "timeout_ms": MS}]}
+// ("poll" calls the tool until structuredContent at `path` equals VALUE, within MS.)
 // Prints one JSON object on stdout: {"steps": [RESULT, ...]}, where a call's RESULT is
 // {"result": CallToolResult | null, "cancelled": bool, "error": str | null,
 //  "progress": [{"t": ms since the call, "progress", "total", "message"}, ...]}.
@@ -78,6 +81,22 @@ async function call(step) {
   }
 }
 
+function at(value, path) {
+  for (const key of path.split('.')) value = value == null ? undefined : value[key]
+  return value
+}
+
+async function poll(step) {
+  const deadline = performance.now() + (step.timeout_ms || 10_000)
+  for (;;) {
+    const result = await client.callTool({ name: step.name, arguments: step.arguments || {} })
+    const value = at(result.structuredContent, step.path)
+    if (JSON.stringify(value) === JSON.stringify(step.equals)) return { result, value }
+    if (performance.now() > deadline) return { result, value, timed_out: true }
+    await new Promise((resolve) => setTimeout(resolve, 50))
+  }
+}
+
 try {
   await client.connect(transport)
   const out = []
@@ -86,6 +105,8 @@ try {
       out.push(await client.listTools())
     } else if (step.op === 'call') {
       out.push(await call(step))
+    } else if (step.op === 'poll') {
+      out.push(await poll(step))
     } else {
       throw new Error(`unknown op ${step.op}`)
     }
