@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import subprocess
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -219,3 +220,39 @@ async def test_gemini_upload_and_failures_never_show_the_key(
     results = (ok, bad_to, listed, status, missing, no_key, files, got, content, deleted, gone)
     everything = json.dumps([r.model_dump(mode="json") for r in results]) + json.dumps(seen)
     assert KEY not in everything
+
+
+def test_stdout_carries_mcp_messages_only_and_eof_ends_the_server(
+    root: Path, host_env: dict[str, str]
+) -> None:
+    messages = [
+        {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "raw", "version": "0"},
+            },
+        },
+        {"jsonrpc": "2.0", "method": "notifications/initialized"},
+        {"jsonrpc": "2.0", "id": 2, "method": "tools/list"},
+    ]
+    proc = subprocess.run(
+        [*UPWELL_MCP, "--root", str(root)],
+        input="".join(json.dumps(m) + "\n" for m in messages),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=host_env,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    lines = proc.stdout.splitlines()
+    replies = [json.loads(line) for line in lines]
+    assert all(r["jsonrpc"] == "2.0" for r in replies)
+    by_id = {r["id"]: r for r in replies if "id" in r}
+    assert set(by_id) == {1, 2}
+    assert by_id[1]["result"]["serverInfo"]["name"] == "upwell"
+    assert {t["name"] for t in by_id[2]["result"]["tools"]} == TOOLS

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from tests.support.files import fetch_sha256, make_file
-from tests.support.processes import serve_process_async
+from tests.support.processes import serve_process, serve_process_async
 from upwell.emulators.gemini import create_gemini_app
 from upwell.emulators.runner import running_emulator
 from upwell.server.runner import running_server
@@ -214,3 +214,52 @@ async def test_http_mcp_on_upwell_serve_uploads_cancels_and_resumes(
         digest = await asyncio.to_thread(file_sha, src)
         assert await fetch_sha256(out["file_uri"]) == (src.stat().st_size, digest)
     check_progress(ts_progress(resumed), src.stat().st_size)
+
+
+async def test_stdio_cancel_and_resume_at_the_gemini_emulator(
+    ts_sdk: Path, root: Path, host_env: dict[str, str], tmp_path: Path
+) -> None:
+    src = await asyncio.to_thread(make_file, root / "talk.mp4", 12 * MB + 9, 13)
+    app = create_gemini_app(tmp_path / "emu", api_key=KEY, processing_polls=0)
+    async with running_emulator(app) as base:
+        env = {
+            **host_env,
+            "GEMINI_API_KEY": KEY,
+            "GEMINI_BASE_URL": base,
+            "UPLOAD_BANDWIDTH_LIMIT": "6MiB/s",
+        }
+        steps = await run_ts_client(
+            {
+                "server": stdio_server(root, env),
+                "steps": [
+                    upload_step("talk.mp4", "gemini", progress=True, cancel_at=0.5),
+                    paused_step(),
+                    upload_step("talk.mp4", "gemini", progress=True),
+                ],
+            }
+        )
+    cancelled, paused, resumed = steps
+    assert cancelled["cancelled"] is True and paused["value"] == "paused"
+    out = ok(resumed)
+    assert out["resumed"] is True
+    stored = tmp_path / "emu" / "files" / f"{out['file_name'].removeprefix('files/')}.bin"
+    assert await asyncio.to_thread(file_sha, stored) == await asyncio.to_thread(file_sha, src)
+    check_progress(ts_progress(resumed), src.stat().st_size)
+    assert KEY not in json.dumps(steps)
+
+
+async def test_upwell_serve_mcp_root_serves_the_tools_at_slash_mcp(
+    ts_sdk: Path, root: Path, tmp_path: Path
+) -> None:
+    src = make_file(root / "served.bin", 300_000, seed=14)
+    with serve_process(tmp_path / "data", "--mcp-root", str(root)) as (tus_url, _proc):
+        mcp_url = tus_url.removesuffix("/files/") + "/mcp"
+        steps = await run_ts_client(
+            {
+                "server": {"url": mcp_url},
+                "steps": [{"op": "list_tools"}, upload_step("served.bin", tus_url)],
+            }
+        )
+        out = ok(steps[1])
+        assert await fetch_sha256(out["file_uri"]) == (300_000, file_sha(src))
+    assert {t["name"] for t in steps[0]["tools"]} == TOOLS
