@@ -156,6 +156,10 @@ async def test_paths_outside_the_roots_are_refused_before_anything_starts(
             "upload_file", {"path": "../secret.txt", "to": upwell_server}
         )
         listed = await session.call_tool("list_sessions", {})
+        no_to = await session.call_tool("upload_file", {"path": "escape"})
+    assert (
+        no_to.is_error and text_of(no_to) == "invalid arguments for upload_file: to: Field required"
+    )
     for result, named in ((outside, str(secret)), (link, "escape"), (dotdot, "../secret.txt")):
         assert result.is_error
         message = text_of(result)

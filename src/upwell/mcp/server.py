@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import time
 import warnings
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
@@ -18,6 +19,7 @@ from typing import Annotated, Any, TypeVar
 
 import anyio
 from aiohttp import ClientSession
+from mcp.server.context import CallNext, ServerRequestContext
 from mcp.server.mcpserver import Context, MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.shared.exceptions import MCPDeprecationWarning
@@ -371,4 +373,27 @@ def create_server(config: McpConfig) -> MCPServer[Any]:
         log_level="WARNING",
     )
     UpwellTools(config).register(server)
+    server.middleware.append(_one_line_errors)
     return server
+
+
+_INVALID = re.compile(r"^(\S[^\n]*)\n  ([^\n]+?) \[type=", re.M)
+
+
+async def _one_line_errors(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> Any:
+    """A failed tool call's text as one line an agent can act on: the SDK's argument
+    validation errors are pydantic's multi-line reports."""
+    result = await call_next(ctx)
+    if ctx.method == "tools/call" and isinstance(result, dict) and result.get("isError"):
+        for block in result.get("content") or ():
+            if isinstance(block, dict) and isinstance(block.get("text"), str):
+                block["text"] = _one_line(block["text"])
+    return result
+
+
+def _one_line(text: str) -> str:
+    if " validation error" in text and "Arguments\n" in text:
+        tool = text.split(":", 1)[0].removeprefix("Error executing tool ")
+        problems = "; ".join(f"{loc}: {msg}" for loc, msg in _INVALID.findall(text))
+        return f"invalid arguments for {tool}: {problems or 'see the input schema'}"
+    return " ".join(text.split())
