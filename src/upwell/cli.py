@@ -19,6 +19,7 @@ import click
 from .cli_gemini import emulate, files
 from .cli_mcp import mcp
 from .cli_run import hold_gc_for_startup, run_command
+from .cli_serve import forward_targets, gateway_options, gateway_settings
 from .cli_types import RATE, SIZE
 from .config import DEFAULT_TARGET, Settings
 from .errors import ConfigError, SessionError, UpwellError
@@ -65,6 +66,7 @@ def cli(verbose: int) -> None:
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="A directory /mcp may upload files from (repeatable; implies --mcp).",
 )
+@gateway_options
 def serve(
     host: str,
     port: int,
@@ -72,8 +74,9 @@ def serve(
     max_size: int | None,
     mcp_on: bool,
     mcp_roots: tuple[Path, ...],
+    **gateway: Any,
 ) -> int:
-    """Run the tus upload server (embedded: SQLite + local disk)."""
+    """Run the upload server: tus, POST /upload, the catalog, events, forwarding, metrics."""
     from .server.runner import serve_forever
     from .server.settings import ServerSettings
 
@@ -85,11 +88,13 @@ def serve(
             data_dir=data_dir,
             max_size=max_size,
             mcp_roots=tuple(r.resolve() for r in mcp_roots) if mcp_on or mcp_roots else None,
+            **gateway_settings(gateway),
         )
+        forwards = forward_targets(gateway)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
     try:
-        run_command(serve_forever(settings))
+        run_command(serve_forever(settings, forwards))
     except OSError as exc:
         raise click.ClickException(
             f"cannot serve on {host}:{port}: {exc.strerror or exc}"

@@ -11,6 +11,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from tests.support.files import fetch_sha256, make_file
@@ -249,8 +250,9 @@ async def test_stdio_cancel_and_resume_at_the_gemini_emulator(
 
 
 async def test_upwell_serve_mcp_root_serves_the_tools_at_slash_mcp(
-    ts_sdk: Path, root: Path, tmp_path: Path
+    ts_sdk: Path, root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.setenv("UPLOAD_SESSION_DIR", str(tmp_path / "sessions"))  # the process's env
     src = make_file(root / "served.bin", 300_000, seed=14)
     with serve_process(tmp_path / "data", "--mcp-root", str(root)) as (tus_url, _proc):
         mcp_url = tus_url.removesuffix("/files/") + "/mcp"
@@ -263,3 +265,26 @@ async def test_upwell_serve_mcp_root_serves_the_tools_at_slash_mcp(
         out = ok(steps[1])
         assert await fetch_sha256(out["file_uri"]) == (300_000, file_sha(src))
     assert {t["name"] for t in steps[0]["tools"]} == TOOLS
+
+
+async def test_http_mcp_is_behind_the_servers_bearer_tokens(
+    ts_sdk: Path, root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("UPLOAD_SESSION_DIR", str(tmp_path / "sessions"))
+    token = "mcp-test-token-0123456789"
+    settings = ServerSettings(
+        port=0, data_dir=tmp_path / "serve-data", mcp_roots=(root,), tokens={token: "alice"}
+    )
+    async with running_server(settings) as tus_url:
+        mcp_url = tus_url.removesuffix("/files/") + "/mcp"
+        async with aiohttp.ClientSession() as http, http.post(mcp_url, json={}) as anonymous:
+            assert anonymous.status == 401
+        steps = await run_ts_client(
+            {
+                "server": {"url": mcp_url, "headers": {"Authorization": f"Bearer {token}"}},
+                "steps": [{"op": "list_tools"}, {"op": "call", "name": "list_sessions"}],
+            }
+        )
+    assert {t["name"] for t in steps[0]["tools"]} == TOOLS
+    assert steps[1]["result"]["structuredContent"] == {"sessions": []}
+    assert token not in json.dumps(steps)

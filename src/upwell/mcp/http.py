@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
+from ..server.owners import OWNER
 from ..server.settings import ServerSettings
 
 if TYPE_CHECKING:
@@ -34,6 +35,7 @@ AsgiApp = Callable[
 ]
 
 _LOOPBACK = ("127.0.0.1", "localhost", "::1")
+OWNER_SCOPE_KEY = "upwell.owner"  # the bearer token's owner, as the gateway's auth set it
 
 
 def mount_mcp(app: web.Application, settings: ServerSettings) -> None:
@@ -115,6 +117,14 @@ class _ManagerRunner:
     ) -> None:
         if self.manager is None:
             raise web.HTTPServiceUnavailable(text="the MCP server is starting or stopping")
+        owner = scope.get(OWNER_SCOPE_KEY)
+        if owner is not None:
+            # The SDK binds a session to the principal that opened it: another token's
+            # request for that session id is answered as if the session did not exist.
+            from mcp.server.auth.middleware.bearer_auth import AuthenticatedUser
+            from mcp.server.auth.provider import AccessToken
+
+            scope["user"] = AuthenticatedUser(AccessToken(token="", client_id=owner, scopes=[]))
         await self.manager.handle_request(scope, receive, send)
 
 
@@ -153,12 +163,17 @@ def asgi_handler(asgi: AsgiApp) -> Callable[[web.Request], Awaitable[web.StreamR
                 for name, value in message.get("headers", ()):
                     response.headers.add(name.decode("latin-1"), value.decode("latin-1"))
                 await response.prepare(request)
-            elif kind == "http.response.body" and response is not None:
+            elif kind == "http.response.body" and response is not None and not done.is_set():
                 body = message.get("body", b"")
-                if body:
-                    await response.write(body)
-                if not message.get("more_body", False):
-                    await response.write_eof()
+                try:
+                    if body:
+                        await response.write(body)
+                    if not message.get("more_body", False):
+                        await response.write_eof()
+                except ConnectionResetError:
+                    # The client went away (an event stream it closed): nothing to tell it,
+                    # and receive() now says "disconnect".
+                    done.set()
 
         try:
             await asgi(_scope(request), receive, send)
@@ -188,4 +203,5 @@ def _scope(request: web.Request) -> Message:
         "client": tuple(peer[:2]) if isinstance(peer, tuple) else None,
         "server": tuple(sock[:2]) if isinstance(sock, tuple) else None,
         "state": {},
+        OWNER_SCOPE_KEY: request.get(OWNER),
     }
