@@ -50,7 +50,8 @@ def check_file(path: str, roots: Sequence[Path], max_size: int | None = None) ->
     it in a thread). Raises PathRefused with the path and the allowed roots otherwise."""
     if not roots:
         raise PathRefused(
-            f"{path}: no allowed roots are configured; start the server with --root DIR"
+            f"{path}: no allowed roots are configured "
+            "(upwell mcp --root DIR, upwell serve --mcp-root DIR)"
         )
     if not path or "\0" in path:
         raise PathRefused(f"{path!r}: not a usable path; give one under {describe_roots(roots)}")
