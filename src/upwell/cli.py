@@ -109,7 +109,8 @@ def serve(
     "target",
     default=None,
     metavar="URL",
-    help=f"tus endpoint URL, or 'gemini' (default: $UPWELL_TARGET, then {DEFAULT_TARGET}).",
+    help="tus endpoint URL, 'gemini', s3://bucket/key or supabase://bucket/path "
+    f"(default: $UPWELL_TARGET, then {DEFAULT_TARGET}).",
 )
 @click.option(
     "--chunk-size", type=SIZE, default=None, help="Bytes per request (default: by file size)."
@@ -126,6 +127,7 @@ def serve(
 @click.option("--session-id", default=None, help="Resume (or name) this session; one file only.")
 @click.option("--no-resume", is_flag=True, help="Start over even if an earlier run was cut off.")
 @click.option("--json", "as_json", is_flag=True, help="Write NDJSON progress to stdout.")
+@click.option("--upsert", is_flag=True, help="Replace an existing object (supabase:// targets).")
 def upload(
     paths: tuple[Path, ...],
     target: str | None,
@@ -136,6 +138,7 @@ def upload(
     session_id: str | None,
     no_resume: bool,
     as_json: bool,
+    upsert: bool = False,
 ) -> int:
     """Upload PATHS (several files go at once); a cut-off run resumes when run again."""
     from .memory import return_large_buffers_to_os
@@ -156,7 +159,14 @@ def upload(
         )
         if session_id is not None:
             check_session_id(session_id)
-        uploader = ResumableUploader(settings=settings, max_files=max_files, resume=not no_resume)
+        resolved = None
+        if upsert:
+            from .targets.resolve import resolve_target
+
+            resolved = resolve_target(settings.target, upsert=True)
+        uploader = ResumableUploader(
+            settings=settings, target=resolved, max_files=max_files, resume=not no_resume
+        )
     except (ConfigError, SessionError) as exc:
         raise click.UsageError(str(exc)) from None
     results = run_command(_run_uploads(uploader, list(paths), as_json, session_id))

@@ -102,6 +102,11 @@ class Target(ABC):
     async def open(self, http: aiohttp.ClientSession) -> Capabilities:
         """Discover what the target can do (cached after the first call)."""
 
+    async def close(self) -> None:
+        """Release what `open` acquired besides the shared HTTP pool (an SDK client); the
+        target opens again on next use."""
+        return None
+
     async def still_has(self, http: aiohttp.ClientSession, file: RemoteFile) -> bool:
         """Whether a file an earlier run finished is still at the target (so a repeated upload
         can be skipped); targets that cannot tell say yes."""

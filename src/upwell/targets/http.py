@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.payload import Payload
+from yarl import URL
 
 from ..engine.reader import FileSlices
 from ..errors import TargetError
@@ -65,7 +66,7 @@ def body_payload(body: Body, content_type: str) -> FilePayload:
 
 @asynccontextmanager
 async def request(
-    http: aiohttp.ClientSession, method: str, url: str, what: str, **kwargs: Any
+    http: aiohttp.ClientSession, method: str, url: str | URL, what: str, **kwargs: Any
 ) -> AsyncIterator[aiohttp.ClientResponse]:
     """`http.request(...)`, with connection failures raised as retryable TargetErrors.
 

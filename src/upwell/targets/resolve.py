@@ -16,9 +16,13 @@ def resolve_target(
     spec: str | Target | None,
     api_key: str | None = None,
     env: Mapping[str, str] | None = None,
+    *,
+    upsert: bool = False,
 ) -> Target:
-    """A Target from, in order: `spec` (a Target, a tus URL, or "gemini"); `api_key` alone
-    (Gemini); $UPWELL_TARGET; $GEMINI_API_KEY (Gemini); the default local tus endpoint."""
+    """A Target from, in order: `spec` (a Target, a tus URL, "gemini", `s3://bucket/key`,
+    `supabase://bucket/path`); `api_key` alone (Gemini); $UPWELL_TARGET; $GEMINI_API_KEY
+    (Gemini); the default local tus endpoint. `upsert` lets a Supabase upload replace an
+    existing object (S3 always does)."""
     env = os.environ if env is None else env
     if isinstance(spec, Target):
         return spec
@@ -31,13 +35,25 @@ def resolve_target(
             spec = "gemini"
         else:
             spec = DEFAULT_TARGET
+    if spec.startswith("s3://"):
+        from ..aws import AWSSettings
+        from .s3 import S3Target
+
+        return S3Target(spec, AWSSettings.from_env(env))
+    if spec.startswith("supabase://"):
+        from .supabase import SupabaseTarget
+
+        return SupabaseTarget.from_env(spec, env, upsert=upsert)
+    if upsert:
+        raise ConfigError("--upsert applies to supabase:// targets (S3 replaces objects anyway)")
     if spec == "gemini":
         return _gemini(api_key, env)
     parts = urlsplit(spec)
     if parts.scheme in ("http", "https") and parts.netloc:
         return TusTarget(spec)
     raise ConfigError(
-        f"target {spec!r} is not understood: use an http(s):// tus endpoint URL or 'gemini'"
+        f"target {spec!r} is not understood: use an http(s):// tus endpoint URL, 'gemini', "
+        "s3://bucket/key or supabase://bucket/path"
     )
 
 
