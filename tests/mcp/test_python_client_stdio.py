@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import secrets
 import subprocess
 import time
 from collections.abc import AsyncIterator
@@ -18,6 +19,7 @@ from mcp import ClientSession, StdioServerParameters, stdio_client
 from mcp.types import CallToolResult
 
 from tests.support.files import fetch_sha256, make_file
+from tests.support.services import S3Server
 from upwell.emulators.gemini import create_gemini_app
 from upwell.emulators.runner import running_emulator
 
@@ -260,3 +262,22 @@ def test_stdout_carries_mcp_messages_only_and_eof_ends_the_server(
     assert set(by_id) == {1, 2}
     assert by_id[1]["result"]["serverInfo"]["name"] == "upwell"
     assert {t["name"] for t in by_id[2]["result"]["tools"]} == TOOLS
+
+
+async def test_upload_to_s3_through_the_same_tool(
+    root: Path, host_env: dict[str, str], s3_server: S3Server
+) -> None:
+    src = make_file(root / "backup.tar", 12 * 1024 * 1024 + 1, seed=6)
+    bucket = f"upwell-mcp-{secrets.token_hex(4)}"
+    s3_server.client().create_bucket(Bucket=bucket)
+    env = {**host_env, **s3_server.env()}
+    async with client(root, env) as session:
+        result = await session.call_tool(
+            "upload_file", {"path": "backup.tar", "to": f"s3://{bucket}/nightly/"}
+        )
+    assert not result.is_error, text_of(result)
+    out = result.structured_content
+    assert out is not None and out["size"] == src.stat().st_size
+    body = s3_server.client().get_object(Bucket=bucket, Key="nightly/backup.tar")["Body"].read()
+    assert hashlib.sha256(body).hexdigest() == sha256(src) == out["sha256"]
+    assert s3_server.secret_key not in json.dumps(out)
