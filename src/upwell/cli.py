@@ -18,6 +18,7 @@ import click
 
 from .cli_gemini import emulate, files
 from .cli_mcp import mcp
+from .cli_openai import emulate_openai
 from .cli_run import hold_gc_for_startup, run_command
 from .cli_serve import forward_targets, gateway_options, gateway_settings
 from .cli_types import RATE, SIZE
@@ -109,7 +110,7 @@ def serve(
     "target",
     default=None,
     metavar="URL",
-    help="tus endpoint URL, 'gemini', s3://bucket/key or supabase://bucket/path "
+    help="tus endpoint URL, gemini, openai, kimi, glm, s3://bucket/key or supabase://bucket/path "
     f"(default: $UPWELL_TARGET, then {DEFAULT_TARGET}).",
 )
 @click.option(
@@ -128,6 +129,12 @@ def serve(
 @click.option("--no-resume", is_flag=True, help="Start over even if an earlier run was cut off.")
 @click.option("--json", "as_json", is_flag=True, help="Write NDJSON progress to stdout.")
 @click.option("--upsert", is_flag=True, help="Replace an existing object (supabase:// targets).")
+@click.option(
+    "--purpose", default=None, help="openai/kimi/glm: the file's purpose (default per provider)."
+)
+@click.option(
+    "--multipart", is_flag=True, help="openai: use the Uploads API (parts) whatever the size."
+)
 def upload(
     paths: tuple[Path, ...],
     target: str | None,
@@ -138,7 +145,9 @@ def upload(
     session_id: str | None,
     no_resume: bool,
     as_json: bool,
-    upsert: bool = False,
+    upsert: bool,
+    purpose: str | None,
+    multipart: bool,
 ) -> int:
     """Upload PATHS (several files go at once); a cut-off run resumes when run again."""
     from .memory import return_large_buffers_to_os
@@ -160,10 +169,12 @@ def upload(
         if session_id is not None:
             check_session_id(session_id)
         resolved = None
-        if upsert:
+        if upsert or purpose is not None or multipart:
             from .targets.resolve import resolve_target
 
-            resolved = resolve_target(settings.target, upsert=True)
+            resolved = resolve_target(
+                settings.target, purpose=purpose, multipart=multipart or None, upsert=upsert
+            )
         uploader = ResumableUploader(
             settings=settings, target=resolved, max_files=max_files, resume=not no_resume
         )
@@ -343,6 +354,7 @@ def sessions_cleanup(session_dir: Path) -> int:
     return 0
 
 
+emulate.add_command(emulate_openai)
 cli.add_command(emulate)
 cli.add_command(files)
 cli.add_command(mcp)

@@ -86,6 +86,10 @@ class RemoteUpload(ABC):
     def state(self) -> dict[str, Any]:
         """JSON-ready state that lets a later process resume (upload URLs, part ids)."""
 
+    def file_digests(self, digests: dict[str, bytes]) -> None:  # noqa: B027
+        """Before `finish`: the whole file's digests that `Capabilities.file_digests` asked
+        for (md5 for OpenAI's Uploads API); ignored by targets that ask for none."""
+
 
 class Target(ABC):
     """A destination: discovers its capabilities once, then makes RemoteUploads."""
