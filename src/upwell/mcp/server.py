@@ -157,10 +157,8 @@ class UpwellTools:
 
     # -- helpers ---------------------------------------------------------------------------
     def _target(self, to: str, purpose: str | None = None) -> Target:
-        if purpose is not None:
-            raise ToolError("purpose is not supported by this server's targets yet")
         try:
-            return resolve_target(to, env=self.config.env)
+            return resolve_target(to, env=self.config.env, purpose=purpose)
         except UpwellError as exc:
             raise ToolError(str(exc)) from None
 
