@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+import upwell.server.runner  # noqa: F401  (loaded here: the upwell_server fixture imports it on its loop)
 from tests.support.services import unavailable
 
 from .support import MCP_CLIENT_JS, NODE_DIR

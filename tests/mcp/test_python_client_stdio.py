@@ -86,6 +86,11 @@ async def test_upload_to_tus_with_progress_notifications(
         assert out is not None and set(out) == UPLOAD_RESULT_KEYS
         listed = await session.call_tool("list_sessions", {})
         status = await session.call_tool("upload_status", {"session_id": out["session_id"]})
+        again = await session.call_tool("upload_file", {"path": "talk.bin", "to": upwell_server})
+    # A finished upload is not sent again, and was not interrupted: resumed is false.
+    assert again.structured_content is not None
+    assert again.structured_content["file_uri"] == out["file_uri"]
+    assert again.structured_content["resumed"] is False
     size = src.stat().st_size
     assert out["size"] == size and out["resumed"] is False and out["seconds"] > 0
     assert out["sha256"] == sha256(src)

@@ -247,6 +247,7 @@ class UpwellTools:
                 earlier = await uploader.resume_session(sid)
                 resumed = (
                     earlier is not None
+                    and earlier.status != "complete"
                     and bool(earlier.target_state)
                     and earlier.file_path == allowed.path
                     and earlier.file_size == allowed.size
