@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-import upwell.server.runner  # noqa: F401  (loaded here: the upwell_server fixture imports it on its loop)
+# Loaded here, before any loop runs: the upwell_server fixture imports it on its loop.
+import upwell.server.runner  # noqa: F401
 from tests.support.services import unavailable
 
 from .support import MCP_CLIENT_JS, NODE_DIR
