@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .cli_gemini import emulate, files
-from .cli_mcp import mcp
+from .cli_mcp import mcp, require_mcp_extra
 from .cli_openai import emulate_openai
 from .cli_run import hold_gc_for_startup, run_command
 from .cli_serve import forward_targets, gateway_options, gateway_settings
@@ -82,6 +82,8 @@ def serve(
     from .server.settings import ServerSettings
 
     logging.basicConfig(level=logging.INFO, format="upwell serve: %(message)s", stream=sys.stderr)
+    if mcp_on or mcp_roots:
+        require_mcp_extra()
     try:
         settings = ServerSettings(
             host=host,

@@ -3,6 +3,7 @@ stderr."""
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import sys
 from pathlib import Path
@@ -11,6 +12,12 @@ import click
 
 from .cli_run import run_command
 from .cli_types import SIZE
+
+
+def require_mcp_extra() -> None:
+    """A usage error, not a traceback, when the optional `mcp` SDK is not installed."""
+    if importlib.util.find_spec("mcp") is None:
+        raise click.UsageError("the MCP server needs the mcp extra: pip install '.[mcp]'")
 
 
 @click.command("mcp")
@@ -26,12 +33,9 @@ from .cli_types import SIZE
 @click.option("--max-size", type=SIZE, default=None, help="Refuse files larger than this.")
 def mcp(roots: tuple[Path, ...], no_client_roots: bool, max_size: int | None) -> int:
     """Serve upwell's upload tools to an MCP host over stdio."""
-    try:
-        from .mcp.server import McpConfig, create_server
-    except ImportError as exc:
-        raise click.UsageError(
-            f"the MCP server needs the mcp extra: pip install 'upwell[mcp]' ({exc})"
-        ) from None
+    require_mcp_extra()
+    from .mcp.server import McpConfig, create_server
+
     logging.basicConfig(level=logging.WARNING, format="upwell mcp: %(message)s", stream=sys.stderr)
     config = McpConfig(
         roots=tuple(r.resolve() for r in roots),

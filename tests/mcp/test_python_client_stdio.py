@@ -286,3 +286,18 @@ async def test_upload_to_s3_through_the_same_tool(
     body = s3_server.client().get_object(Bucket=bucket, Key="nightly/backup.tar")["Body"].read()
     assert hashlib.sha256(body).hexdigest() == sha256(src) == out["sha256"]
     assert s3_server.secret_key not in json.dumps(out)
+
+
+def test_a_missing_root_is_a_usage_error_with_nothing_on_stdout(
+    tmp_path: Path, host_env: dict[str, str]
+) -> None:
+    proc = subprocess.run(
+        [*UPWELL_MCP, "--root", str(tmp_path / "nope")],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=host_env,
+        check=False,
+    )
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert "nope" in proc.stderr and "Traceback" not in proc.stderr
