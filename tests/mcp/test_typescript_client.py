@@ -173,7 +173,15 @@ async def test_stdio_honours_client_roots_and_refuses_paths_outside_them(
                 ],
             }
         )
+        (refused,) = await run_ts_client(
+            {
+                "server": stdio_server(root, host_env, "--no-client-roots"),
+                "roots": [extra.as_uri()],
+                "steps": [upload_step(str(extra / "offered.bin"), tus_url)],
+            }
+        )
     assert ok(steps[0])["size"] == 100_000
+    assert f"outside the allowed roots ({root})" in refusal(refused)  # the client's not among them
     outside = refusal(steps[1])
     assert str(secret) in outside and str(root) in outside and str(extra) in outside
     assert "leads outside" in refusal(steps[2])
