@@ -85,6 +85,10 @@ def create_app(
     app.router.add_get("/healthz", pages.healthz)
     app.router.add_get("/readyz", observe.readyz)
     pages.add_routes(app)
+    if settings.mcp_roots is not None:
+        from ..mcp.http import mount_mcp  # the optional mcp extra, loaded only when asked
+
+        mount_mcp(app, settings)
     return app
 
 

@@ -47,6 +47,8 @@ class ServerSettings:
     forward_concurrency: int = 4  # forwards running at once
     forward_chunk_size: int | None = None  # bytes per request to a forward target (None: auto)
     forward_retries: int | None = None  # retries of one request within a forward attempt
+    # MCP tools at /mcp reading files under these directories; None: no /mcp.
+    mcp_roots: tuple[Path, ...] | None = None
 
     def __post_init__(self) -> None:
         if not (self.base_path.startswith("/") and self.base_path.endswith("/")):
