@@ -56,14 +56,40 @@ def cli(verbose: int) -> None:
     help="Where the upload state (SQLite) and bytes are kept.",
 )
 @click.option("--max-size", type=SIZE, default=None, help="Largest upload accepted (e.g. 10GiB).")
-def serve(host: str, port: int, data_dir: Path, max_size: int | None) -> int:
-    """Run the tus upload server (embedded: SQLite + local disk)."""
+@click.option(
+    "--state",
+    envvar="UPWELL_STATE",
+    default="sqlite",
+    show_default=True,
+    metavar="sqlite|URL",
+    help="Upload records: SQLite under --data-dir, or a postgresql:// URL shared by replicas"
+    " ($UPWELL_STATE; put the password in $PGPASSWORD).",
+)
+@click.option(
+    "--storage",
+    envvar="UPWELL_STORAGE",
+    default=None,
+    metavar="s3://BUCKET/PREFIX",
+    help="Upload bytes: files under --data-dir (default), or S3 ($UPWELL_STORAGE;"
+    " AWS_ENDPOINT_URL and the AWS credential chain).",
+)
+def serve(
+    host: str, port: int, data_dir: Path, max_size: int | None, state: str, storage: str | None
+) -> int:
+    """Run the tus upload server (embedded: SQLite + local disk; or PostgreSQL + shared disk/S3)."""
     from .server.runner import serve_forever
     from .server.settings import ServerSettings
 
     logging.basicConfig(level=logging.INFO, format="upwell serve: %(message)s", stream=sys.stderr)
     try:
-        settings = ServerSettings(host=host, port=port, data_dir=data_dir, max_size=max_size)
+        settings = ServerSettings(
+            host=host,
+            port=port,
+            data_dir=data_dir,
+            max_size=max_size,
+            state=state,
+            storage=storage or None,
+        )
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
     try:

@@ -13,13 +13,12 @@ from aiohttp import hdrs, web
 from ..errors import ProtocolError
 from ..protocols import tus as tus_protocol
 from . import cors, pages, tus
+from .backends import open_backends
 from .cleanup import sweep_expired
 from .clock import Clock
 from .keys import SETTINGS, UPLOADS, WRITES
-from .locks import Locker, MemoryLocker
+from .locks import Locker
 from .settings import ServerSettings
-from .state import SQLiteStateStore
-from .storage import FileByteStore
 from .uploads import Uploads
 
 log = logging.getLogger("upwell.server")
@@ -54,6 +53,7 @@ def create_app(
     app.on_response_prepare.append(_add_headers)
     tus.add_routes(app, settings.base_path)
     app.router.add_get("/healthz", pages.healthz)
+    app.router.add_get("/readyz", pages.readyz)
     app.router.add_get("/", pages.index)
     return app
 
@@ -63,19 +63,9 @@ def _resources(
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def resources(app: web.Application) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
-            state = await SQLiteStateStore.open(settings.state_path)
-            stack.push_async_callback(state.close)
-            storage = await FileByteStore.open(settings.files_dir, settings.io_threads)
-            stack.push_async_callback(storage.close)
+            backends = await open_backends(settings, clock, stack, locker)
             uploads = Uploads(
-                settings,
-                state,
-                storage,
-                locker
-                or MemoryLocker(
-                    settings.stale_writer_seconds, clock.monotonic, settings.lock_wait_seconds
-                ),
-                now=clock.now,
+                settings, backends.state, backends.storage, backends.locker, now=clock.now
             )
             app[UPLOADS] = uploads
             sweeper = asyncio.create_task(

@@ -32,6 +32,8 @@ class ServerSettings:
     read_bufsize: int = 128 * 1024  # socket bytes buffered per connection before pausing
     io_threads: int = 16  # threads doing file I/O (writes, fsync, copies)
     max_field_size: int = 64 * 1024  # longest header value (Upload-Concat lists many URLs)
+    state: str = "sqlite"  # "sqlite" (under data_dir) or a postgresql:// URL shared by replicas
+    storage: str | None = None  # None: files under data_dir; or s3://bucket/prefix
 
     def __post_init__(self) -> None:
         if not (self.base_path.startswith("/") and self.base_path.endswith("/")):
@@ -46,6 +48,10 @@ class ServerSettings:
             raise ConfigError("lock_wait_seconds must not be negative")
         if self.stale_writer_seconds <= 0 or self.cleanup_interval <= 0:
             raise ConfigError("stale_writer_seconds and cleanup_interval must be positive")
+        if self.state != "sqlite" and not self.state.startswith(("postgresql://", "postgres://")):
+            raise ConfigError("--state must be 'sqlite' or a postgresql:// URL")
+        if self.storage is not None and not self.storage.startswith("s3://"):
+            raise ConfigError("--storage must be an s3://bucket/prefix URL (default: --data-dir)")
         if self.write_batch_bytes < 64 * 1024 or self.io_threads < 1:
             raise ConfigError("write_batch_bytes must be at least 64 KiB and io_threads >= 1")
 

@@ -85,6 +85,10 @@ class Uploads:
             raise ProtocolError(f"upload {upload_id} expired unfinished", 410)
         return upload
 
+    async def check_state(self) -> None:
+        """Raise unless the state store answers a lookup (the readiness probe)."""
+        await self._state.get("0" * 32)
+
     async def segments(self, upload_id: str) -> list[Path] | None:
         """The local files that hold the upload's bytes in order (None: not on local disk)."""
         return await self._storage.segments(upload_id)
