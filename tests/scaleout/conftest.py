@@ -89,9 +89,7 @@ def replica(data_dir: Path, extra: list[str], env: dict[str, str]) -> Iterator[R
 
 
 @pytest.fixture(params=["disk", "s3"])
-def cluster(
-    request: pytest.FixtureRequest, postgres_dsn: str, tmp_path: Path
-) -> Iterator[Cluster]:
+def cluster(request: pytest.FixtureRequest, postgres_dsn: str, tmp_path: Path) -> Iterator[Cluster]:
     """Three replicas on loopback; the test may kill any of them."""
     data_dir = tmp_path / "shared"
     data_dir.mkdir()

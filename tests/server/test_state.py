@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from upwell.server.ids import new_upload_id
 from tests.support.services import postgres_database
+from upwell.server.ids import new_upload_id
 from upwell.server.state import SQLiteStateStore, StateStore, Upload
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
