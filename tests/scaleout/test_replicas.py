@@ -5,13 +5,19 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
 import signal
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import aiohttp
 import pytest
+
+from tests.interop.peers import TUS_UPLOAD_JS, missing_node_peers
+from tests.support.round_robin import RoundRobinProxy
+from tests.support.services import unavailable
 
 from .conftest import Cluster
 
@@ -199,3 +205,52 @@ async def test_a_quiet_writer_on_one_replica_is_taken_over_from_another(cluster:
         never.set()
         stopped = await stalled
         assert stopped.status == 400  # "the body ended early; N bytes were stored"
+
+
+@pytest.mark.interop
+@pytest.mark.parametrize("parallel", [1, 3])
+async def test_tus_js_client_through_a_round_robin_proxy(
+    cluster: Cluster, tmp_path: Path, parallel: int
+) -> None:
+    """tus-js-client (a peer no one here wrote) uploads through a balancer over the three:
+    1 MiB PATCHes one after another, or three partial uploads and their concatenation."""
+    reason = missing_node_peers()
+    if reason is not None:
+        unavailable(reason)
+    data = payload(5 * MiB + 12_345, 5)
+    source = tmp_path / "upload.bin"
+    source.write_bytes(data)
+    proxy = RoundRobinProxy([r.base for r in cluster.replicas])
+    async with proxy.running() as base, aiohttp.ClientSession() as session:
+        node = await asyncio.create_subprocess_exec(
+            "node", str(TUS_UPLOAD_JS), "--endpoint", f"{base}/files/", "--file", str(source),
+            "--chunk-size", str(MiB), "--parallel", str(parallel),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(node.communicate(), 90)
+        assert node.returncode == 0, err.decode()
+        url = json.loads(out)["url"]
+        assert url.startswith(base)
+        upload_id = url.rsplit("/", 1)[-1]
+        # Every replica took part, and every one serves the whole file.
+        assert all(proxy.requests[r.base] >= 2 for r in cluster.replicas), proxy.requests
+        for r in cluster.replicas:
+            assert await fetch(session, r.url, upload_id) == data
+
+
+async def test_deleting_an_upload_removes_its_bytes_everywhere(cluster: Cluster) -> None:
+    urls = [r.url for r in cluster.replicas]
+    data = payload(9 * MiB, 6)
+    async with aiohttp.ClientSession() as session:
+        upload_id = await create(session, urls[0], 20 * MiB)
+        r = await patch(session, urls[1], upload_id, 0, data)
+        assert r.status == 204
+        assert cluster.stored_size(upload_id) > 0  # a file, or a multipart upload with a part
+        async with session.delete(urls[2] + upload_id, headers=TUS) as r:
+            assert r.status == 204
+        assert cluster.stored_size(upload_id) == 0  # S3: the multipart upload was aborted
+        if cluster.s3 is not None:
+            listed = cluster.s3.client().list_objects_v2(Bucket=cluster.bucket, Prefix="up/")
+            assert listed.get("KeyCount", 0) == 0
+        async with session.head(urls[0] + upload_id, headers=TUS) as r:
+            assert r.status == 404
