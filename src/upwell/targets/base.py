@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,6 +11,7 @@ import aiohttp
 
 from ..engine.planner import Part, Plan
 from ..engine.reader import FileSlices
+from ..errors import ConfigError
 from .capabilities import Capabilities
 
 
@@ -45,6 +47,16 @@ class RemoteFile:
     size: int
     sha256: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        """A flat, JSON-ready view for programs and people (`upwell files --json`, MCP)."""
+        return {
+            "name": self.name,
+            "uri": self.uri,
+            "size": self.size,
+            "sha256": self.sha256,
+            **self.extra,
+        }
 
 
 class RemoteUpload(ABC):
@@ -104,3 +116,29 @@ class Target(ABC):
         state: dict[str, Any] | None = None,
     ) -> RemoteUpload:
         """A RemoteUpload for this file, resumed from `state` when given."""
+
+
+class FileService(ABC):
+    """What a target whose provider keeps files offers besides uploads (`upwell files`, MCP).
+
+    `name` is the provider's own id (`files/abc` at Gemini, `file-abc` at OpenAI) or, where
+    the provider has one, its URI. Methods raise TargetError (HTTP failures, a missing file)
+    or ConfigError (a malformed name)."""
+
+    @abstractmethod
+    def list_files(
+        self, http: aiohttp.ClientSession, page_size: int = 100
+    ) -> AsyncIterator[RemoteFile]:
+        """Every file the key can see, asked for `page_size` at a time where the API pages."""
+
+    @abstractmethod
+    async def get_file(self, http: aiohttp.ClientSession, name: str) -> RemoteFile:
+        """The file `name`."""
+
+    @abstractmethod
+    async def delete_file(self, http: aiohttp.ClientSession, name: str) -> None:
+        """Delete the file `name`."""
+
+    async def file_content(self, http: aiohttp.ClientSession, name: str) -> str:
+        """The text the provider extracted from file `name`; a ConfigError where it has none."""
+        raise ConfigError(f"{getattr(self, 'kind', 'this target')} does not serve file content")
