@@ -7,6 +7,10 @@ each holder's idle time every fraction of `stale_after`); a newer request that f
 quiet, or that preempts it, marks the row and sends a NOTIFY, and the holder's replica stops the
 request, which commits what it stored and lets go. Releases are NOTIFYed too, so waiters wake at
 once instead of polling. Within one replica a `MemoryLocker` orders requests first.
+
+Taking and releasing a lock is one round trip each (the bookkeeping rides in the same
+statement), on one of a few lock connections chosen by the upload's key, with
+synchronous_commit off: the rows are advisory, the lock itself is the advisory lock.
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from .locks import Lease, MemoryLocker, UploadLockedError
 log = logging.getLogger("upwell.server")
 
 CHANNEL = "upwell_writers"
+LOCK_CONNECTIONS = 4  # per replica; an upload's lock always lives on the same one
 TAKEOVER_GRACE = 30.0  # seconds a stopped writer gets to commit before the newcomer gives up
 
 
@@ -73,8 +78,9 @@ class PostgresLocker:
         self._local = MemoryLocker(stale_after, monotonic, wait)
         self._replica = secrets.token_hex(6)
         self._serial = itertools.count()
-        self._conn: Any = None  # the connection that holds this replica's advisory locks
-        self._conn_lock = asyncio.Lock()  # one query at a time on it
+        # The connections that hold this replica's advisory locks; the first also LISTENs.
+        self._conns: list[Any] = [None] * LOCK_CONNECTIONS
+        self._conn_locks = [asyncio.Lock() for _ in range(LOCK_CONNECTIONS)]  # a query at a time
         self._held: dict[str, _Held] = {}
         self._released: dict[str, asyncio.Event] = {}
         self._heartbeat: asyncio.Task[None] | None = None
@@ -84,7 +90,12 @@ class PostgresLocker:
         cls, dsn: str, pool: Any, stale_after: float, wait: float = 0.0
     ) -> PostgresLocker:
         locker = cls(dsn, pool, stale_after, wait)
-        await locker._connection()
+        try:
+            for index in range(LOCK_CONNECTIONS):
+                await locker._connection(index)
+        except BaseException:
+            await locker.close()
+            raise
         locker._heartbeat = asyncio.create_task(locker._beat(), name="upwell-lock-heartbeat")
         return locker
 
@@ -93,21 +104,32 @@ class PostgresLocker:
             self._heartbeat.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._heartbeat
-        if self._conn is not None and not self._conn.is_closed():
-            await self._conn.close()
+        for conn in self._conns:
+            if conn is not None and not conn.is_closed():
+                await conn.close()
 
     def holding(self, upload_id: str) -> bool:
         return upload_id in self._held
 
-    async def _connection(self) -> Any:
+    async def _connection(self, index: int) -> Any:
         import asyncpg
 
-        if self._conn is None or self._conn.is_closed():
+        conn = self._conns[index]
+        if conn is None or conn.is_closed():
             conn = await asyncpg.connect(self._dsn, timeout=10)
-            await conn.add_listener(CHANNEL, self._notified)
+            await conn.execute("SET synchronous_commit = off")
+            if index == 0:
+                await conn.add_listener(CHANNEL, self._notified)
             conn.add_termination_listener(self._lost)
-            self._conn = conn
-        return self._conn
+            self._conns[index] = conn
+        return conn
+
+    @asynccontextmanager
+    async def _on(self, upload_id: str) -> AsyncIterator[Any]:
+        """The lock connection of `upload_id`, to itself for one query."""
+        index = lock_key(upload_id) % LOCK_CONNECTIONS
+        async with self._conn_locks[index]:
+            yield await self._connection(index)
 
     def _lost(self, _conn: Any) -> None:
         # The locks went with the connection: no request of ours may keep writing.
@@ -142,15 +164,15 @@ class PostgresLocker:
                 await asyncio.shield(self._release(upload_id, token))
 
     async def _try_lock(self, upload_id: str, token: str) -> bool:
-        async with self._conn_lock:
-            conn = await self._connection()
-            got: bool = await conn.fetchval("SELECT pg_try_advisory_lock($1)", lock_key(upload_id))
-        if got:
-            await self._pool.execute(
-                "INSERT INTO upload_writers (upload_id, holder, last_active, stop_requested)"
-                " VALUES ($1, $2, now(), FALSE) ON CONFLICT (upload_id) DO UPDATE"
+        async with self._on(upload_id) as conn:
+            got: bool = await conn.fetchval(
+                "WITH got AS (SELECT pg_try_advisory_lock($1) AS ok),"
+                " mark AS (INSERT INTO upload_writers (upload_id, holder, last_active)"
+                " SELECT $2, $3, now() FROM got WHERE ok ON CONFLICT (upload_id) DO UPDATE"
                 " SET holder = EXCLUDED.holder, last_active = EXCLUDED.last_active,"
-                " stop_requested = FALSE",
+                " stop_requested = FALSE)"
+                " SELECT ok FROM got",
+                lock_key(upload_id),
                 upload_id,
                 token,
             )
@@ -206,17 +228,16 @@ class PostgresLocker:
 
     async def _release(self, upload_id: str, token: str) -> None:
         try:
-            await self._pool.execute(
-                "DELETE FROM upload_writers WHERE upload_id = $1 AND holder = $2",
-                upload_id,
-                token,
-            )
-            async with self._conn_lock:
-                if self._conn is not None and not self._conn.is_closed():
-                    await self._conn.fetchval("SELECT pg_advisory_unlock($1)", lock_key(upload_id))
-            await self._pool.execute(
-                "SELECT pg_notify($1, $2)", CHANNEL, f"released {upload_id} {token}"
-            )
+            async with self._on(upload_id) as conn:
+                await conn.execute(
+                    "WITH gone AS (DELETE FROM upload_writers"
+                    " WHERE upload_id = $2 AND holder = $3)"
+                    " SELECT pg_advisory_unlock($1), pg_notify($4, 'released ' || $2)",
+                    lock_key(upload_id),
+                    upload_id,
+                    token,
+                    CHANNEL,
+                )
         except Exception:
             # A lost connection released the lock already; waiters time out and retry.
             log.warning("releasing the write lock of upload %s failed", upload_id, exc_info=True)
@@ -237,16 +258,18 @@ class PostgresLocker:
         held = dict(self._held)
         now = self._clock()
         ids = list(held)
-        rows = await self._pool.fetch(
-            "UPDATE upload_writers AS w"
-            " SET last_active = now() - make_interval(secs => v.idle)"
-            " FROM unnest($1::text[], $2::text[], $3::float8[]) AS v(upload_id, holder, idle)"
-            " WHERE w.upload_id = v.upload_id AND w.holder = v.holder"
-            " RETURNING w.upload_id, w.stop_requested",
-            ids,
-            [h.token for h in held.values()],
-            [max(0.0, now - h.last_active) for h in held.values()],
-        )
+        async with self._conn_locks[0]:
+            conn = await self._connection(0)
+            rows = await conn.fetch(
+                "UPDATE upload_writers AS w"
+                " SET last_active = now() - make_interval(secs => v.idle)"
+                " FROM unnest($1::text[], $2::text[], $3::float8[]) AS v(upload_id, holder, idle)"
+                " WHERE w.upload_id = v.upload_id AND w.holder = v.holder"
+                " RETURNING w.upload_id, w.stop_requested",
+                ids,
+                [h.token for h in held.values()],
+                [max(0.0, now - h.last_active) for h in held.values()],
+            )
         seen = {row["upload_id"]: row["stop_requested"] for row in rows}
         for upload_id, h in held.items():
             if self._held.get(upload_id) is not h:

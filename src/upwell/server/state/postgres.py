@@ -38,8 +38,9 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX uploads_unfinished_expires ON uploads (expires) WHERE NOT completed;
     -- Who writes an upload right now (PostgresLocker): the holder, when it last received
-    -- bytes, and whether a newer request asked it to stop.
-    CREATE TABLE upload_writers (
+    -- bytes, and whether a newer request asked it to stop. Unlogged: after a database crash
+    -- no lock survives either, so neither may these rows, and writing them costs no WAL.
+    CREATE UNLOGGED TABLE upload_writers (
         upload_id TEXT PRIMARY KEY,
         holder TEXT NOT NULL,
         last_active TIMESTAMPTZ NOT NULL,
