@@ -18,6 +18,7 @@ import click
 
 from .cli_gemini import emulate, files
 from .cli_run import hold_gc_for_startup, run_command
+from .cli_serve import forward_targets, gateway_options, gateway_settings
 from .cli_types import RATE, SIZE
 from .config import DEFAULT_TARGET, Settings
 from .errors import ConfigError, SessionError, UpwellError
@@ -73,10 +74,20 @@ def cli(verbose: int) -> None:
     help="Upload bytes: files under --data-dir (default), or S3 ($UPWELL_STORAGE;"
     " AWS_ENDPOINT_URL and the AWS credential chain).",
 )
+@gateway_options
 def serve(
-    host: str, port: int, data_dir: Path, max_size: int | None, state: str, storage: str | None
+    host: str,
+    port: int,
+    data_dir: Path,
+    max_size: int | None,
+    state: str,
+    storage: str | None,
+    **gateway: Any,
 ) -> int:
-    """Run the tus upload server (embedded: SQLite + local disk; or PostgreSQL + shared disk/S3)."""
+    """Run the upload server: tus, POST /upload, the catalog, events, forwarding, metrics.
+
+    Embedded by default (SQLite and files under --data-dir); with --state postgresql://… and a
+    shared --data-dir or --storage s3://…, any number of replicas serve the same uploads."""
     from .server.runner import serve_forever
     from .server.settings import ServerSettings
 
@@ -89,11 +100,13 @@ def serve(
             max_size=max_size,
             state=state,
             storage=storage or None,
+            **gateway_settings(gateway),
         )
+        forwards = forward_targets(gateway)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
     try:
-        run_command(serve_forever(settings))
+        run_command(serve_forever(settings, forwards))
     except OSError as exc:
         raise click.ClickException(
             f"cannot serve on {host}:{port}: {exc.strerror or exc}"

@@ -179,7 +179,7 @@ def test_the_deployments_command_with_the_configmap_is_ready(
     with running([*UPWELL, *argv[1:]], state_env) as proc:
         wait_http_ok(f"http://127.0.0.1:{port}/readyz", proc, timeout=30)
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/readyz", timeout=5) as r:
-            assert json.loads(r.read()) == {"status": "ok"}
+            assert json.loads(r.read()) == {"status": "ready"}
 
 
 def test_readiness_fails_while_the_database_is_gone(tmp_path: Path, postgres_dsn: str) -> None:

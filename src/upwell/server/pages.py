@@ -6,7 +6,7 @@ import html
 
 from aiohttp import web
 
-from .keys import SETTINGS, UPLOADS
+from .keys import SETTINGS
 
 _INDEX = """<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>upwell</title></head>
@@ -15,16 +15,6 @@ _INDEX = """<!doctype html>
 
 
 async def healthz(request: web.Request) -> web.StreamResponse:
-    return web.json_response({"status": "ok"})
-
-
-async def readyz(request: web.Request) -> web.StreamResponse:
-    """Ready when the state store answers: a replica without its database takes no traffic."""
-    try:
-        await request.app[UPLOADS].check_state()
-    except Exception as exc:
-        reason = " ".join(str(exc).split())[:200] or type(exc).__name__
-        return web.json_response({"status": "unavailable", "reason": reason}, status=503)
     return web.json_response({"status": "ok"})
 
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ...errors import ConfigError
-from . import Upload
+from . import Forward, Record, Upload, UploadStatus, Usage
 
 if TYPE_CHECKING:
     import asyncpg
@@ -37,6 +37,24 @@ MIGRATIONS: tuple[str, ...] = (
         sha256 TEXT
     );
     CREATE INDEX uploads_unfinished_expires ON uploads (expires) WHERE NOT completed;
+    ALTER TABLE uploads ADD COLUMN owner TEXT NOT NULL DEFAULT 'anonymous';
+    ALTER TABLE uploads ADD COLUMN status TEXT NOT NULL DEFAULT 'receiving';
+    CREATE INDEX uploads_by_owner ON uploads (owner, created DESC, id DESC);
+    CREATE INDEX uploads_by_sha256 ON uploads (sha256) WHERE sha256 IS NOT NULL;
+    -- The forwards of each upload and their journal (the catalog).
+    CREATE TABLE forwards (
+        upload_id TEXT NOT NULL REFERENCES uploads (id) ON DELETE CASCADE,
+        target TEXT NOT NULL,
+        position INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        attempts INTEGER NOT NULL,
+        error TEXT,
+        file_name TEXT,
+        file_uri TEXT,
+        PRIMARY KEY (upload_id, target)
+    );
+    CREATE INDEX forwards_unfinished ON forwards (state) WHERE state IN ('pending', 'running');
+    CREATE INDEX forwards_by_target_state ON forwards (target, state);
     -- Who writes an upload right now (PostgresLocker): the holder, when it last received
     -- bytes, and whether a newer request asked it to stop. Unlogged: after a database crash
     -- no lock survives either, so neither may these rows, and writing them costs no WAL.
@@ -50,8 +68,12 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 _COLUMNS = (
-    "id, upload_length, upload_offset, metadata, created, expires, concat, parts, completed, sha256"
+    "id, upload_length, upload_offset, metadata, created, expires, concat, parts, completed,"
+    " sha256, owner"
 )
+_FORWARD_COLUMNS = "upload_id, target, state, attempts, error, file_name, file_uri"
+_STATUS = frozenset({"receiving", "stored", "forwarding", "forwarded", "failed", "expired"})
+_FORWARD_STATES = frozenset({"pending", "running", "done", "failed", "deduped"})
 
 
 def is_postgres_url(value: str) -> bool:
@@ -70,6 +92,26 @@ def _row_to_upload(row: asyncpg.Record) -> Upload:
         concat="partial" if concat == "partial" else "final" if concat == "final" else None,
         parts=tuple(row["parts"]),
         sha256=row["sha256"],
+        owner=row["owner"],
+    )
+
+
+def _status(value: str) -> UploadStatus:
+    assert value in _STATUS, value
+    return value  # type: ignore[return-value]
+
+
+def _row_to_forward(row: asyncpg.Record) -> Forward:
+    state = row["state"]
+    assert state in _FORWARD_STATES, state
+    return Forward(
+        upload_id=row["upload_id"],
+        target=row["target"],
+        state=state,
+        attempts=row["attempts"],
+        error=row["error"],
+        file_name=row["file_name"],
+        file_uri=row["file_uri"],
     )
 
 
@@ -124,7 +166,8 @@ class PostgresStateStore:
 
     async def create(self, upload: Upload) -> None:
         await self._pool.execute(
-            f"INSERT INTO uploads ({_COLUMNS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+            f"INSERT INTO uploads ({_COLUMNS}, status)"
+            " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
             upload.id,
             upload.length,
             upload.offset,
@@ -135,6 +178,8 @@ class PostgresStateStore:
             list(upload.parts),
             upload.completed,
             upload.sha256,
+            upload.owner,
+            "stored" if upload.completed else "receiving",
         )
 
     async def get(self, upload_id: str) -> Upload | None:
@@ -144,7 +189,9 @@ class PostgresStateStore:
     async def update(self, upload: Upload) -> None:
         await self._pool.execute(
             "UPDATE uploads SET upload_length = $1, upload_offset = $2, expires = $3,"
-            " completed = $4, sha256 = $5 WHERE id = $6",
+            " completed = $4, sha256 = $5,"
+            " status = CASE WHEN $4 AND status = 'receiving' THEN 'stored' ELSE status END"
+            " WHERE id = $6",
             upload.length,
             upload.offset,
             upload.expires,
@@ -168,6 +215,116 @@ class PostgresStateStore:
             "SELECT id FROM uploads WHERE id = ANY($1::text[])", list(upload_ids)
         )
         return {row["id"] for row in rows}
+
+    async def record(self, upload_id: str) -> Record | None:
+        async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+            row = await conn.fetchrow(
+                f"SELECT {_COLUMNS}, status FROM uploads WHERE id = $1", upload_id
+            )
+            if row is None:
+                return None
+            forwards = await self._forwards(conn, [upload_id])
+        return Record(_row_to_upload(row), _status(row["status"]), forwards.get(upload_id, ()))
+
+    async def records(
+        self,
+        owner: str,
+        *,
+        status: UploadStatus | None = None,
+        limit: int = 50,
+        before: tuple[datetime, str] | None = None,
+    ) -> list[Record]:
+        where = ["owner = $1"]
+        params: list[object] = [owner]
+        if status is not None:
+            params.append(status)
+            where.append(f"status = ${len(params)}")
+        if before is not None:
+            params += [before[0], before[1]]
+            where.append(f"(created, id) < (${len(params) - 1}, ${len(params)})")
+        params.append(limit)
+        async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+            rows = await conn.fetch(
+                f"SELECT {_COLUMNS}, status FROM uploads WHERE {' AND '.join(where)}"
+                f" ORDER BY created DESC, id DESC LIMIT ${len(params)}",
+                *params,
+            )
+            forwards = await self._forwards(conn, [row["id"] for row in rows])
+        return [
+            Record(_row_to_upload(row), _status(row["status"]), forwards.get(row["id"], ()))
+            for row in rows
+        ]
+
+    @staticmethod
+    async def _forwards(conn: Any, upload_ids: list[str]) -> dict[str, tuple[Forward, ...]]:
+        if not upload_ids:
+            return {}
+        rows = await conn.fetch(
+            f"SELECT {_FORWARD_COLUMNS} FROM forwards WHERE upload_id = ANY($1::text[])"
+            " ORDER BY upload_id, position",
+            upload_ids,
+        )
+        found: dict[str, list[Forward]] = {}
+        for row in rows:
+            found.setdefault(row["upload_id"], []).append(_row_to_forward(row))
+        return {upload_id: tuple(forwards) for upload_id, forwards in found.items()}
+
+    async def save_forward(self, forward: Forward, status: UploadStatus) -> None:
+        async with self._pool.acquire() as conn, conn.transaction():
+            # The upload's row lock orders two replicas saving forwards of one upload.
+            found = await conn.fetchval(
+                "SELECT 1 FROM uploads WHERE id = $1 FOR UPDATE", forward.upload_id
+            )
+            if found is None:
+                return
+            await conn.execute(
+                "INSERT INTO forwards (upload_id, target, position, state, attempts, error,"
+                " file_name, file_uri) VALUES ($1, $2, (SELECT count(*) FROM forwards"
+                " WHERE upload_id = $1), $3, $4, $5, $6, $7)"
+                " ON CONFLICT (upload_id, target) DO UPDATE SET state = EXCLUDED.state,"
+                " attempts = EXCLUDED.attempts, error = EXCLUDED.error,"
+                " file_name = EXCLUDED.file_name, file_uri = EXCLUDED.file_uri",
+                forward.upload_id,
+                forward.target,
+                forward.state,
+                forward.attempts,
+                forward.error,
+                forward.file_name,
+                forward.file_uri,
+            )
+            await conn.execute(
+                "UPDATE uploads SET status = $1 WHERE id = $2", status, forward.upload_id
+            )
+
+    async def unfinished_forwards(self, limit: int = 1000) -> list[Forward]:
+        rows = await self._pool.fetch(
+            f"SELECT {', '.join('f.' + c for c in _FORWARD_COLUMNS.split(', '))}"
+            " FROM forwards f JOIN uploads u ON u.id = f.upload_id"
+            " WHERE f.state IN ('pending', 'running')"
+            " ORDER BY u.created, f.upload_id, f.position LIMIT $1",
+            limit,
+        )
+        return [_row_to_forward(row) for row in rows]
+
+    async def forwarded(self, sha256: str, target: str) -> Forward | None:
+        row = await self._pool.fetchrow(
+            f"SELECT {', '.join('f.' + c for c in _FORWARD_COLUMNS.split(', '))}"
+            " FROM forwards f JOIN uploads u ON u.id = f.upload_id"
+            " WHERE u.sha256 = $1 AND f.target = $2 AND f.state = 'done'"
+            " ORDER BY u.created DESC LIMIT 1",
+            sha256,
+            target,
+        )
+        return None if row is None else _row_to_forward(row)
+
+    async def usage(self, owner: str) -> Usage:
+        row = await self._pool.fetchrow(
+            "SELECT count(*) FILTER (WHERE NOT completed) AS unfinished,"
+            " COALESCE(sum(upload_offset), 0) AS stored FROM uploads WHERE owner = $1",
+            owner,
+        )
+        assert row is not None
+        return Usage(unfinished=int(row["unfinished"]), stored_bytes=int(row["stored"]))
 
     async def ping(self) -> None:
         """Raise if the database cannot answer (the readiness probe)."""
