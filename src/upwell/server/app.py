@@ -74,7 +74,7 @@ def create_app(
     streams: set[asyncio.Task[Any]] = set()
     app[STREAMS] = streams
     app[METRICS] = Metrics()
-    app.cleanup_ctx.append(_resources(settings, clock, locker, forwards, bus or MemoryEventBus()))
+    app.cleanup_ctx.append(_resources(settings, clock, locker, forwards, bus))
     app.on_response_prepare.append(_add_headers)
     app.on_shutdown.append(_end_streams)
     tus.add_routes(app, settings.base_path)
@@ -98,12 +98,14 @@ def _resources(
     clock: Clock,
     locker: Locker | None,
     forwards: Sequence[ForwardTarget],
-    bus: EventBus,
+    given_bus: EventBus | None,
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def resources(app: web.Application) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
             backends = await open_backends(settings, clock, stack, locker)
             state, storage = backends.state, backends.storage
+            # A bus the caller gave wins; else PostgreSQL's (replicas), else one in memory.
+            bus = given_bus or backends.bus or MemoryEventBus()
             gateway = Gateway(state, bus, app[METRICS], settings.base_path, clock.now)
             uploads = Uploads(
                 settings,
@@ -122,13 +124,20 @@ def _resources(
                 engine_retries=settings.forward_retries,
                 chunk_size=settings.forward_chunk_size,
             )
-            gateway.attach(uploads, forwards, settings.forward_sessions_dir, policy)
+            gateway.attach(
+                uploads, forwards, settings.forward_sessions_dir, policy, backends.claims
+            )
             assert gateway.forwarder is not None
             await gateway.forwarder.start()
             stack.push_async_callback(gateway.forwarder.close)
             lag = asyncio.create_task(probe_loop_lag(app[METRICS]), name="upwell-loop-lag")
             sweeper = asyncio.create_task(
-                sweep_expired(uploads, settings.cleanup_interval, clock.sleep),
+                sweep_expired(
+                    uploads,
+                    settings.cleanup_interval,
+                    clock.sleep,
+                    backends.claims.exclusive if backends.claims is not None else None,
+                ),
                 name="upwell-expiry-sweep",
             )
             yield

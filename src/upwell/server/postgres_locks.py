@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import itertools
 import logging
 import secrets
@@ -32,12 +33,21 @@ log = logging.getLogger("upwell.server")
 
 CHANNEL = "upwell_writers"
 LOCK_CONNECTIONS = 4  # per replica; an upload's lock always lives on the same one
+# Two-integer advisory keys (a key space apart from the uploads' bigint ones): the first
+# says what is held, the second which one.
+FORWARD_CLAIMS = 0x7570_0001
+SINGLE_REPLICA = 0x7570_0002
+FORWARD_RESCAN_SECONDS = 5.0
 TAKEOVER_GRACE = 30.0  # seconds a stopped writer gets to commit before the newcomer gives up
 
 
 def lock_key(upload_id: str) -> int:
     """The advisory lock key of an upload: its first 64 bits as a signed bigint."""
     return int(upload_id[:16], 16) - (1 << 63)
+
+
+def _int32(name: str) -> int:
+    return int.from_bytes(hashlib.sha256(name.encode()).digest()[:4], "big", signed=True)
 
 
 @dataclass(eq=False)
@@ -162,6 +172,36 @@ class PostgresLocker:
             finally:
                 del self._held[upload_id]
                 await asyncio.shield(self._release(upload_id, token))
+
+    # -- one replica at a time: forwards of an upload, the sweep --------------------------
+
+    rescan_seconds = FORWARD_RESCAN_SECONDS
+
+    def claim(self, upload_id: str) -> contextlib.AbstractAsyncContextManager[bool]:
+        """The right to forward `upload_id` from this replica (ForwardClaims). Several tasks
+        of this replica may hold it at once: a session's advisory locks are reentrant."""
+        return self._pair(FORWARD_CLAIMS, _int32(upload_id), upload_id)
+
+    def exclusive(self, name: str) -> contextlib.AbstractAsyncContextManager[bool]:
+        """Whether this replica, of all sharing the database, runs `name` now."""
+        return self._pair(SINGLE_REPLICA, _int32(name), None)
+
+    @asynccontextmanager
+    async def _pair(self, space: int, key: int, upload_id: str | None) -> AsyncIterator[bool]:
+        index = 0 if upload_id is None else lock_key(upload_id) % LOCK_CONNECTIONS
+        async with self._conn_locks[index]:
+            conn = await self._connection(index)
+            got: bool = await conn.fetchval("SELECT pg_try_advisory_lock($1, $2)", space, key)
+        try:
+            yield got
+        finally:
+            if got:
+                with contextlib.suppress(Exception):  # a lost connection let go already
+                    async with self._conn_locks[index]:
+                        if not conn.is_closed():
+                            await asyncio.shield(
+                                conn.fetchval("SELECT pg_advisory_unlock($1, $2)", space, key)
+                            )
 
     async def _try_lock(self, upload_id: str, token: str) -> bool:
         async with self._on(upload_id) as conn:

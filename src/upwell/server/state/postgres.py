@@ -55,6 +55,15 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX forwards_unfinished ON forwards (state) WHERE state IN ('pending', 'running');
     CREATE INDEX forwards_by_target_state ON forwards (target, state);
+    -- The event bus (gateway/pg_events.py): ids in publish order, the newest kept for replay.
+    CREATE SEQUENCE upwell_event_ids;
+    CREATE UNLOGGED TABLE upwell_events (
+        id BIGINT PRIMARY KEY,
+        owner TEXT NOT NULL,
+        upload_id TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        data JSONB NOT NULL
+    );
     -- Who writes an upload right now (PostgresLocker): the holder, when it last received
     -- bytes, and whether a newer request asked it to stop. Unlogged: after a database crash
     -- no lock survives either, so neither may these rows, and writing them costs no WAL.
