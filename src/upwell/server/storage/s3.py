@@ -89,13 +89,13 @@ class S3ByteStore:
     async def open(cls, url: str) -> S3ByteStore:
         bucket, prefix = parse_s3_url(url)
         try:
-            from aiobotocore.config import AioConfig
-            from aiobotocore.session import get_session
+            # Importing reads files, and so does botocore loading its JSON models and the
+            # AWS config: all of that in a thread, once, so the client starts warm.
+            session = await asyncio.to_thread(_warm_session)
         except ImportError:
             raise ConfigError("S3 storage needs aiobotocore: pip install 'upwell[s3]'") from None
-        session = get_session()
-        # botocore loads its JSON service models from disk: do that in a thread, once.
-        await asyncio.to_thread(session.get_service_data, "s3")
+        from aiobotocore.config import AioConfig
+
         stack = contextlib.AsyncExitStack()
         client = await stack.enter_async_context(
             session.create_client(
@@ -425,6 +425,34 @@ class S3Writer:
         if self._buffer:
             await self._store.put_pending(self._id, base, bytes(self._buffer))
         return Appended(kept=base + len(self._buffer) - self._start)
+
+
+def _warm_session() -> Any:
+    """An aiobotocore session that has made an S3 client once, in this thread's own loop, so
+    what that reads from disk (botocore's JSON models, the AWS config) is cached."""
+    from aiobotocore.session import get_session
+
+    session = get_session()
+    session.get_scoped_config()  # reads ~/.aws/config once; cached on the session
+    loader = session.get_component("data_loader")
+    # The very calls (arguments alike: the loader caches by them) a client makes.
+    loader.load_service_model("s3", "service-2", api_version=None)
+    loader.load_service_model("s3", "endpoint-rule-set-1", api_version=None)
+    version = loader.load_service_model("s3", "service-2", api_version=None)["metadata"][
+        "apiVersion"
+    ]
+    loader.load_service_model("s3", "paginators-1", version)  # get_paginator's
+    for name in ("endpoints", "partitions", "sdk-default-configuration", "_retry"):
+        loader.load_data(name)
+
+    async def make_and_drop() -> None:
+        async with session.create_client(
+            "s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None
+        ):
+            pass
+
+    asyncio.run(make_and_drop())
+    return session
 
 
 def _update(hasher: Any, buffers: list[bytes]) -> None:
