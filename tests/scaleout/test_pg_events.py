@@ -79,3 +79,27 @@ async def test_a_reconnect_replays_what_another_replica_published(
         (after,) = await take(sub, 1)
     assert [e.id for e in replayed] == [e.id for e in missed]
     assert after.id == live.id
+
+
+async def test_a_bus_that_lost_its_listener_listens_again(
+    buses: tuple[PostgresEventBus, PostgresEventBus], postgres_dsn: str
+) -> None:
+    import asyncpg
+
+    a, b = buses
+    admin = await asyncpg.connect(postgres_dsn)
+    try:
+        killed = await admin.fetch(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+            " WHERE datname = current_database() AND query LIKE 'LISTEN%'"
+        )
+        assert len(killed) == 2  # both replicas' listeners
+    finally:
+        await admin.close()
+    async with b.subscribe("ann") as sub:
+        deadline = asyncio.get_running_loop().time() + 20
+        while True:  # each publish until one arrives: the listener is back
+            await a.publish("ann", "u1", "progress", {"n": 1})
+            if await sub.next(0.2) is not None:
+                break
+            assert asyncio.get_running_loop().time() < deadline, "never listened again"

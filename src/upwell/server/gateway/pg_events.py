@@ -31,6 +31,7 @@ CHANNEL = "upwell_events"
 PUBLISH_LOCK = 0x757077656C6D  # orders publishes across replicas
 NOTIFY_LIMIT = 7000  # bytes; PostgreSQL refuses payloads of 8000 and more
 TRIM_EVERY = 500  # publishes between trims of the replay table
+RECONNECT_MAX = 10.0  # seconds between tries to listen again, at most
 
 
 def _event(row: Any) -> Event:
@@ -56,18 +57,48 @@ class PostgresEventBus:
         self._dispatcher: asyncio.Task[None] | None = None
         self._subscribers: set[_MemorySubscription] = set()
         self._published = 0
+        self._closing = False
+        self._relisten: asyncio.Future[None] | None = None
 
     @classmethod
     async def open(cls, dsn: str, pool: Any, replay: int = REPLAY_EVENTS) -> PostgresEventBus:
-        import asyncpg
 
         bus = cls(dsn, pool, replay)  # the tables are the state store's migrations
-        bus._listener = await asyncpg.connect(dsn, timeout=10)
-        await bus._listener.add_listener(CHANNEL, bus._heard)
+        await bus._listen()
         bus._dispatcher = asyncio.create_task(bus._dispatch(), name="upwell-event-dispatch")
         return bus
 
+    async def _listen(self) -> None:
+        import asyncpg
+
+        listener = await asyncpg.connect(self._dsn, timeout=10)
+        await listener.add_listener(CHANNEL, self._heard)
+        listener.add_termination_listener(self._lost)
+        self._listener = listener
+
+    def _lost(self, _conn: Any) -> None:
+        if self._closing:
+            return
+        log.warning("the event listener lost its connection; reconnecting")
+        self._relisten = asyncio.ensure_future(self._reconnect())
+
+    async def _reconnect(self) -> None:
+        # Events published meanwhile reach subscribers that reconnect with Last-Event-ID.
+        delay = 0.5
+        while not self._closing:
+            try:
+                await self._listen()
+                return
+            except Exception:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, RECONNECT_MAX)
+
     async def close(self) -> None:
+        self._closing = True
+        if self._relisten is not None:
+            self._relisten.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._relisten
         if self._dispatcher is not None:
             self._dispatcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
