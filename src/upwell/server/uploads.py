@@ -308,9 +308,9 @@ class Uploads:
             updated, expires=None if updated.completed else now + self._settings.expiry
         )
         await self._state.update(updated)
-        await self.observer.changed(updated)
         if updated.completed and updated.length is not None:
-            await self._seal(updated.id, updated.length)
+            await self._seal(updated.id, updated.length)  # before anyone is told it is stored
+        await self.observer.changed(updated)
         if interrupted is not None:
             raise ProtocolError(
                 f"the body ended early ({interrupted}); "
