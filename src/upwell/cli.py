@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .cli_gemini import emulate, files
+from .cli_openai import emulate_openai
 from .cli_run import hold_gc_for_startup, run_command
 from .cli_serve import forward_targets, gateway_options, gateway_settings
 from .cli_types import RATE, SIZE
@@ -121,7 +122,8 @@ def serve(
     "target",
     default=None,
     metavar="URL",
-    help=f"tus endpoint URL, or 'gemini' (default: $UPWELL_TARGET, then {DEFAULT_TARGET}).",
+    help="tus endpoint URL, gemini, openai, kimi, glm, s3://bucket/key or supabase://bucket/path "
+    f"(default: $UPWELL_TARGET, then {DEFAULT_TARGET}).",
 )
 @click.option(
     "--chunk-size", type=SIZE, default=None, help="Bytes per request (default: by file size)."
@@ -138,6 +140,13 @@ def serve(
 @click.option("--session-id", default=None, help="Resume (or name) this session; one file only.")
 @click.option("--no-resume", is_flag=True, help="Start over even if an earlier run was cut off.")
 @click.option("--json", "as_json", is_flag=True, help="Write NDJSON progress to stdout.")
+@click.option("--upsert", is_flag=True, help="Replace an existing object (supabase:// targets).")
+@click.option(
+    "--purpose", default=None, help="openai/kimi/glm: the file's purpose (default per provider)."
+)
+@click.option(
+    "--multipart", is_flag=True, help="openai: use the Uploads API (parts) whatever the size."
+)
 def upload(
     paths: tuple[Path, ...],
     target: str | None,
@@ -148,6 +157,9 @@ def upload(
     session_id: str | None,
     no_resume: bool,
     as_json: bool,
+    upsert: bool,
+    purpose: str | None,
+    multipart: bool,
 ) -> int:
     """Upload PATHS (several files go at once); a cut-off run resumes when run again."""
     from .memory import return_large_buffers_to_os
@@ -168,7 +180,16 @@ def upload(
         )
         if session_id is not None:
             check_session_id(session_id)
-        uploader = ResumableUploader(settings=settings, max_files=max_files, resume=not no_resume)
+        resolved = None
+        if upsert or purpose is not None or multipart:
+            from .targets.resolve import resolve_target
+
+            resolved = resolve_target(
+                settings.target, purpose=purpose, multipart=multipart or None, upsert=upsert
+            )
+        uploader = ResumableUploader(
+            settings=settings, target=resolved, max_files=max_files, resume=not no_resume
+        )
     except (ConfigError, SessionError) as exc:
         raise click.UsageError(str(exc)) from None
     results = run_command(_run_uploads(uploader, list(paths), as_json, session_id))
@@ -361,6 +382,7 @@ def sessions_cleanup(session_dir: Path) -> int:
     return 0
 
 
+emulate.add_command(emulate_openai)
 cli.add_command(emulate)
 cli.add_command(files)
 
