@@ -17,7 +17,6 @@ import asyncio
 import contextlib
 import hashlib
 import hmac
-import os
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -88,21 +87,11 @@ class S3ByteStore:
     @classmethod
     async def open(cls, url: str) -> S3ByteStore:
         bucket, prefix = parse_s3_url(url)
-        try:
-            # Importing reads files, and so does botocore loading its JSON models and the
-            # AWS config: all of that in a thread, once, so the client starts warm.
-            session = await asyncio.to_thread(_warm_session)
-        except ImportError:
-            raise ConfigError("S3 storage needs aiobotocore: pip install 'upwell[s3]'") from None
-        from aiobotocore.config import AioConfig
+        from ...aws import AWSSettings, s3_client
 
         stack = contextlib.AsyncExitStack()
         client = await stack.enter_async_context(
-            session.create_client(
-                "s3",
-                endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None,
-                config=AioConfig(max_pool_connections=POOL_CONNECTIONS),
-            )
+            s3_client(AWSSettings.from_env(max_connections=POOL_CONNECTIONS))
         )
         try:
             await client.head_bucket(Bucket=bucket)
@@ -248,25 +237,44 @@ class S3ByteStore:
     async def untouched_since(self, when: datetime) -> list[str]:
         newest: dict[str, datetime] = {}
         start = f"{self._prefix}/" if self._prefix else ""
-        paginator = self._s3.get_paginator("list_objects_v2")
-        async for page in paginator.paginate(Bucket=self._bucket, Prefix=start):
-            for item in page.get("Contents", []):
-                upload_id = str(item["Key"])[len(start) :].split(".", 1)[0].split("/", 1)[0]
-                if is_upload_id(upload_id):
-                    stamp = item["LastModified"]
-                    newest[upload_id] = max(stamp, newest.get(upload_id, stamp))
-        uploads = await self._s3.list_multipart_uploads(Bucket=self._bucket, Prefix=start)
-        for item in uploads.get("Uploads", []):
-            upload_id = str(item["Key"])[len(start) :]
+        async for item in self._objects(start):
+            upload_id = str(item["Key"])[len(start) :].split(".", 1)[0].split("/", 1)[0]
             if is_upload_id(upload_id):
-                stamp = item["Initiated"]
+                stamp = item["LastModified"]
                 newest[upload_id] = max(stamp, newest.get(upload_id, stamp))
+        markers: dict[str, str] = {}
+        while True:
+            page = await self._s3.list_multipart_uploads(
+                Bucket=self._bucket, Prefix=start, **markers
+            )
+            for item in page.get("Uploads", []):
+                upload_id = str(item["Key"])[len(start) :]
+                if is_upload_id(upload_id):
+                    stamp = item["Initiated"]
+                    newest[upload_id] = max(stamp, newest.get(upload_id, stamp))
+            if not page.get("IsTruncated"):
+                break
+            markers = {
+                "KeyMarker": page["NextKeyMarker"],
+                "UploadIdMarker": page["NextUploadIdMarker"],
+            }
         return sorted(i for i, stamp in newest.items() if stamp < when)
 
     async def close(self) -> None:
         await self._stack.aclose()
 
     # -- helpers --------------------------------------------------------------------------
+
+    async def _objects(self, prefix: str) -> AsyncIterator[dict[str, Any]]:
+        """Every object under `prefix` (ListObjectsV2, page by page)."""
+        token: dict[str, str] = {}
+        while True:
+            page = await self._s3.list_objects_v2(Bucket=self._bucket, Prefix=prefix, **token)
+            for item in page.get("Contents", []):
+                yield item
+            if not page.get("IsTruncated"):
+                return
+            token = {"ContinuationToken": page["NextContinuationToken"]}
 
     async def _exists(self, key: str) -> bool:
         try:
@@ -296,12 +304,18 @@ class S3ByteStore:
         parts: list[_Part] = []
         if multipart is not None:
             listed: list[_Part] = []
-            paginator = self._s3.get_paginator("list_parts")
-            async for page in paginator.paginate(Bucket=self._bucket, Key=key, UploadId=multipart):
+            marker = 0
+            while True:  # by hand, not a paginator: those load another JSON model from disk
+                page = await self._s3.list_parts(
+                    Bucket=self._bucket, Key=key, UploadId=multipart, PartNumberMarker=marker
+                )
                 listed += [
                     _Part(int(p["PartNumber"]), str(p["ETag"]), int(p["Size"]))
                     for p in page.get("Parts", [])
                 ]
+                if not page.get("IsTruncated"):
+                    break
+                marker = int(page["NextPartNumberMarker"])
             total = 0
             for number, part in enumerate(sorted(listed, key=lambda p: p.number), start=1):
                 if part.number != number or total + part.size > offset:
@@ -321,9 +335,8 @@ class S3ByteStore:
     async def _drop_pending(self, upload_id: str, keep: int | None) -> None:
         """Delete pending objects but the one starting at `keep` (superseded, or leftovers)."""
         prefix = self._pending_prefix(upload_id)
-        found = await self._s3.list_objects_v2(Bucket=self._bucket, Prefix=prefix)
         kept = None if keep is None else self._pending_key(upload_id, keep)
-        for item in found.get("Contents", []):
+        async for item in self._objects(prefix):
             if item["Key"] != kept:
                 await self._s3.delete_object(Bucket=self._bucket, Key=item["Key"])
 
@@ -425,34 +438,6 @@ class S3Writer:
         if self._buffer:
             await self._store.put_pending(self._id, base, bytes(self._buffer))
         return Appended(kept=base + len(self._buffer) - self._start)
-
-
-def _warm_session() -> Any:
-    """An aiobotocore session that has made an S3 client once, in this thread's own loop, so
-    what that reads from disk (botocore's JSON models, the AWS config) is cached."""
-    from aiobotocore.session import get_session
-
-    session = get_session()
-    session.get_scoped_config()  # reads ~/.aws/config once; cached on the session
-    loader = session.get_component("data_loader")
-    # The very calls (arguments alike: the loader caches by them) a client makes.
-    loader.load_service_model("s3", "service-2", api_version=None)
-    loader.load_service_model("s3", "endpoint-rule-set-1", api_version=None)
-    version = loader.load_service_model("s3", "service-2", api_version=None)["metadata"][
-        "apiVersion"
-    ]
-    loader.load_service_model("s3", "paginators-1", version)  # get_paginator's
-    for name in ("endpoints", "partitions", "sdk-default-configuration", "_retry"):
-        loader.load_data(name)
-
-    async def make_and_drop() -> None:
-        async with session.create_client(
-            "s3", endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None
-        ):
-            pass
-
-    asyncio.run(make_and_drop())
-    return session
 
 
 def _update(hasher: Any, buffers: list[bytes]) -> None:
