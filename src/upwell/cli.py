@@ -67,6 +67,23 @@ def cli(verbose: int) -> None:
     type=click.Path(exists=True, file_okay=False, path_type=Path),
     help="A directory /mcp may upload files from (repeatable; implies --mcp).",
 )
+@click.option(
+    "--state",
+    envvar="UPWELL_STATE",
+    default="sqlite",
+    show_default=True,
+    metavar="sqlite|URL",
+    help="Upload records: SQLite under --data-dir, or a postgresql:// URL shared by replicas"
+    " ($UPWELL_STATE; put the password in $PGPASSWORD).",
+)
+@click.option(
+    "--storage",
+    envvar="UPWELL_STORAGE",
+    default=None,
+    metavar="s3://BUCKET/PREFIX",
+    help="Upload bytes: files under --data-dir (default), or S3 ($UPWELL_STORAGE;"
+    " AWS_ENDPOINT_URL and the AWS credential chain).",
+)
 @gateway_options
 def serve(
     host: str,
@@ -75,9 +92,14 @@ def serve(
     max_size: int | None,
     mcp_on: bool,
     mcp_roots: tuple[Path, ...],
+    state: str,
+    storage: str | None,
     **gateway: Any,
 ) -> int:
-    """Run the upload server: tus, POST /upload, the catalog, events, forwarding, metrics."""
+    """Run the upload server: tus, POST /upload, the catalog, events, forwarding, metrics.
+
+    Embedded by default (SQLite and files under --data-dir); with --state postgresql://… and a
+    shared --data-dir or --storage s3://…, any number of replicas serve the same uploads."""
     from .server.runner import serve_forever
     from .server.settings import ServerSettings
 
@@ -91,6 +113,8 @@ def serve(
             data_dir=data_dir,
             max_size=max_size,
             mcp_roots=tuple(r.resolve() for r in mcp_roots) if mcp_on or mcp_roots else None,
+            state=state,
+            storage=storage or None,
             **gateway_settings(gateway),
         )
         forwards = forward_targets(gateway)
