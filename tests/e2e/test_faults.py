@@ -16,6 +16,7 @@ import random
 import signal
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -58,11 +59,13 @@ async def start_server(data_dir: Path, port: int) -> asyncio.subprocess.Process:
 
 
 async def upload(
-    url: str, src: Path, env: dict[str, str], *extra: str
+    url: str, src: Path, env: dict[str, str], *extra: str, stdout: Any = asyncio.subprocess.PIPE
 ) -> asyncio.subprocess.Process:
+    """`upwell upload --json`; pass a file as `stdout` when nobody reads the progress as it
+    comes (a full pipe would stop the client)."""
     return await asyncio.create_subprocess_exec(
         *UPWELL, "upload", str(src), "--to", url, "--json", *extra,
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env,
+        stdout=stdout, stderr=asyncio.subprocess.PIPE, env=env,
     )  # fmt: skip
 
 
@@ -172,15 +175,17 @@ async def test_kill_9_of_the_server_mid_patch_10_times(tmp_path: Path, seed: int
             port = free_port()
             proxy.upstream_port = port
             server = await start_server(data_dir, port)
-            client = await upload(proxy.url(), src, env, *args)
+            with (tmp_path / "progress.ndjson").open("wb") as progress:
+                client = await upload(proxy.url(), src, env, *args, stdout=progress)
             try:
                 await within(
-                    kill_at(server, moment, rng, proxy), f"a moment {moment} to kill at", 60
+                    kill_at(server, client, moment, rng, proxy), f"a moment {moment} to kill at", 60
                 )
             finally:
                 server.kill()
                 await server.wait()
-            out, err = await within(client.communicate(), "the client to give up", 60)
+            _, err = await within(client.communicate(), "the client to give up", 60)
+            out = (tmp_path / "progress.ndjson").read_bytes()
             if client.returncode == 0:
                 done = True  # finished before the moment came: nothing more to kill
                 break
@@ -204,9 +209,27 @@ async def test_kill_9_of_the_server_mid_patch_10_times(tmp_path: Path, seed: int
 
 
 async def kill_at(
+    server: asyncio.subprocess.Process,
+    client: asyncio.subprocess.Process,
+    moment: str,
+    rng: random.Random,
+    proxy: FaultProxy,
+) -> None:
+    """Return when the server is at `moment` (its hook holds each upload fsync for a while),
+    or when the client has ended (it finished, or gave up) before the moment came."""
+    ended = asyncio.ensure_future(client.wait())
+    try:
+        at_moment = asyncio.ensure_future(_moment(server, moment, rng, proxy))
+        await asyncio.wait({ended, at_moment}, return_when=asyncio.FIRST_COMPLETED)
+        at_moment.cancel()
+        await asyncio.gather(at_moment, return_exceptions=True)
+    finally:
+        ended.cancel()
+
+
+async def _moment(
     server: asyncio.subprocess.Process, moment: str, rng: random.Random, proxy: FaultProxy
 ) -> None:
-    """Return when the server is at `moment` (its hook holds each upload fsync for a while)."""
     assert server.stdout is not None
     if moment == "random":
         target = proxy.bytes_up + rng.randrange(64 * 1024, 2 * MiB)
