@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .cli_gemini import emulate, files
+from .cli_openai import emulate_openai
 from .cli_run import hold_gc_for_startup, run_command
 from .cli_serve import forward_targets, gateway_options, gateway_settings
 from .cli_types import RATE, SIZE
@@ -91,7 +92,9 @@ def serve(host: str, port: int, data_dir: Path, max_size: int | None, **gateway:
     "target",
     default=None,
     metavar="URL",
-    help=f"tus endpoint URL, or 'gemini' (default: $UPWELL_TARGET, then {DEFAULT_TARGET}).",
+    help="tus endpoint URL, gemini, openai, kimi, glm, s3://bucket/key or "
+    "supabase://bucket/path "
+    f"(default: $UPWELL_TARGET, then {DEFAULT_TARGET}).",
 )
 @click.option(
     "--chunk-size", type=SIZE, default=None, help="Bytes per request (default: by file size)."
@@ -108,6 +111,13 @@ def serve(host: str, port: int, data_dir: Path, max_size: int | None, **gateway:
 @click.option("--session-id", default=None, help="Resume (or name) this session; one file only.")
 @click.option("--no-resume", is_flag=True, help="Start over even if an earlier run was cut off.")
 @click.option("--json", "as_json", is_flag=True, help="Write NDJSON progress to stdout.")
+@click.option(
+    "--purpose", default=None, help="openai/kimi/glm: the file's purpose (default per provider)."
+)
+@click.option(
+    "--multipart", is_flag=True, help="openai: use the Uploads API (parts) whatever the size."
+)
+@click.option("--upsert", is_flag=True, help="Replace an existing object (supabase:// targets).")
 def upload(
     paths: tuple[Path, ...],
     target: str | None,
@@ -118,6 +128,9 @@ def upload(
     session_id: str | None,
     no_resume: bool,
     as_json: bool,
+    purpose: str | None = None,
+    multipart: bool = False,
+    upsert: bool = False,
 ) -> int:
     """Upload PATHS (several files go at once); a cut-off run resumes when run again."""
     from .memory import return_large_buffers_to_os
@@ -138,7 +151,16 @@ def upload(
         )
         if session_id is not None:
             check_session_id(session_id)
-        uploader = ResumableUploader(settings=settings, max_files=max_files, resume=not no_resume)
+        resolved = None
+        if purpose is not None or multipart or upsert:
+            from .targets.resolve import resolve_target
+
+            resolved = resolve_target(
+                settings.target, purpose=purpose, multipart=multipart or None, upsert=upsert
+            )
+        uploader = ResumableUploader(
+            settings=settings, target=resolved, max_files=max_files, resume=not no_resume
+        )
     except (ConfigError, SessionError) as exc:
         raise click.UsageError(str(exc)) from None
     results = run_command(_run_uploads(uploader, list(paths), as_json, session_id))
@@ -331,6 +353,7 @@ def sessions_cleanup(session_dir: Path) -> int:
     return 0
 
 
+emulate.add_command(emulate_openai)
 cli.add_command(emulate)
 cli.add_command(files)
 

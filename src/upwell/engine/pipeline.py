@@ -60,10 +60,17 @@ class Journal:
     on_state: Callable[[dict[str, Any], Plan], Awaitable[None]] | None = None
     on_chunk: Callable[[ChunkMetadata], Awaitable[None]] | None = None
     _pending: set[asyncio.Future[None]] = field(default_factory=set, repr=False)
+    _plan: Plan | None = field(default=None, repr=False)
 
     async def state_changed(self, state: dict[str, Any], plan: Plan) -> None:
+        self._plan = plan
         if self.on_state is not None:
             await self.on_state(state, plan)
+
+    async def state_moved(self, state: dict[str, Any]) -> None:
+        """The target's state changed mid-upload (same plan as the last `state_changed`)."""
+        if self._plan is not None:
+            await self.state_changed(state, self._plan)
 
     def chunk_done(self, meta: ChunkMetadata) -> None:
         """Record an acknowledged chunk without holding up the next one (the target, not the
@@ -190,7 +197,10 @@ class Pipeline:
         info = SourceInfo(
             name=path.name,
             size=source.size,
-            mime_type=mimetypes.guess_type(path.name)[0] or "application/octet-stream",
+            # The path's type, else the display name's (a file stored under an id).
+            mime_type=mimetypes.guess_type(path.name)[0]
+            or mimetypes.guess_type(display_name or "")[0]
+            or "application/octet-stream",
             display_name=display_name or path.name,
         )
         remote = self._target.new_upload(self._http, info, plan, journal.resume_state)
@@ -217,8 +227,12 @@ class Pipeline:
             )
             # The whole-file hash reads the file in order in a thread of its own, beside the
             # chunk hashes that must precede each request: two cores, two hashes at once.
+            # A file sent whole in one request needs no digest to be assembled.
+            whole = plan.parts[0].size == source.size and len(plan.parts[0].chunks) <= 1
+            wanted = () if whole else caps.file_digests
+            extra = {a: hashlib.new(a) for a in wanted if a != "sha256"}
             hashing = asyncio.ensure_future(
-                asyncio.to_thread(source.hash_range, 0, source.size, [file_hash])
+                asyncio.to_thread(source.hash_range, 0, source.size, [file_hash, *extra.values()])
             )
             try:
                 await self._send_parts(job, plan)
@@ -226,6 +240,9 @@ class Pipeline:
                 hashing.cancel()
                 raise
             await hashing
+            if wanted:
+                digests = {a: h.digest() for a, h in extra.items()}
+                remote.file_digests({"sha256": file_hash.digest(), **digests})
             await source.check_unchanged()
             tracker.update_progress(task_id, stage="finalizing", message="Finalizing upload")
             remote_file: RemoteFile = await self._retrying(remote.finish)
@@ -451,6 +468,10 @@ class _PartJob:
             if throttle:
                 throttle.record_success()
             self.counters.confirmed[part.index] = rel
+            if not self.caps.append:
+                # A whole part landed: what the target answered for it (a part id) may be all
+                # a later run has to resume from, so journal the state now.
+                await self.journal.state_moved(self.remote.state())
             if part.offset + rel < chunk.end:
                 need_sync = True
                 raise TargetError(

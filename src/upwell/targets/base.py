@@ -86,6 +86,10 @@ class RemoteUpload(ABC):
     def state(self) -> dict[str, Any]:
         """JSON-ready state that lets a later process resume (upload URLs, part ids)."""
 
+    def file_digests(self, digests: dict[str, bytes]) -> None:  # noqa: B027
+        """Before `finish`: the whole file's digests that `Capabilities.file_digests` asked
+        for (md5 for OpenAI's Uploads API); ignored by targets that ask for none."""
+
 
 class Target(ABC):
     """A destination: discovers its capabilities once, then makes RemoteUploads."""
@@ -101,6 +105,11 @@ class Target(ABC):
     @abstractmethod
     async def open(self, http: aiohttp.ClientSession) -> Capabilities:
         """Discover what the target can do (cached after the first call)."""
+
+    async def close(self) -> None:
+        """Release what `open` acquired besides the shared HTTP pool (an SDK client); the
+        target opens again on next use."""
+        return None
 
     async def still_has(self, http: aiohttp.ClientSession, file: RemoteFile) -> bool:
         """Whether a file an earlier run finished is still at the target (so a repeated upload
