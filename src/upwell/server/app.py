@@ -84,7 +84,7 @@ def create_app(
     app.router.add_get("/metrics", observe.metrics_page)
     app.router.add_get("/healthz", pages.healthz)
     app.router.add_get("/readyz", observe.readyz)
-    app.router.add_get("/", pages.index)
+    pages.add_routes(app)
     return app
 
 
