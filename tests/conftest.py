@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 from blockbuster import BlockBuster, blockbuster_ctx
 
+from tests.support.seeds import pick_seed, replay_hint
 from tests.support.services import S3Server, moto_s3, postgres_database
 
 
@@ -32,6 +34,24 @@ def blockbuster(request: pytest.FixtureRequest) -> Iterator[BlockBuster | None]:
 
 
 @pytest.fixture
+def seed(request: pytest.FixtureRequest) -> int:
+    """A random seed for this test, or $UPWELL_TEST_SEED; a failure prints how to replay it."""
+    value = pick_seed()
+    request.node.user_properties.append(("seed", value))
+    return value
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    outcome = yield
+    report = outcome.get_result()  # type: ignore[attr-defined]
+    if report.failed:
+        for name, value in item.user_properties:
+            if name == "seed":
+                report.sections.append(("seed", replay_hint(int(value), item.nodeid)))
+
+
+@pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
     d = tmp_path / "server-data"
     d.mkdir()
@@ -46,6 +66,9 @@ def in_ci() -> bool:
 @pytest.fixture
 async def upwell_server(data_dir: Path) -> AsyncIterator[str]:
     """An in-process `upwell serve` on a free loopback port; yields its tus endpoint URL."""
+    # Imported in a thread: importing reads files (prometheus_client reads /proc at import),
+    # which blockbuster rightly refuses on the event loop when this is the first import.
+    await asyncio.to_thread(importlib.import_module, "upwell.server.runner")
     from upwell.server.runner import running_server
     from upwell.server.settings import ServerSettings
 

@@ -107,6 +107,21 @@ def test_upload_over_the_servers_max_size_fails_clearly(tmp_path: Path) -> None:
     assert "Traceback" not in out.stderr
 
 
+def test_one_failure_among_several_files_exits_1_and_the_others_arrive(tmp_path: Path) -> None:
+    small = make_file(tmp_path / "small.bin", 1000, seed=3)
+    big = make_file(tmp_path / "big.bin", 2 * MiB, seed=4)
+    with serve_process(tmp_path / "limited", "--max-size", "1MiB") as (url, _):
+        out = run_upwell("upload", str(small), str(big), "--to", url, "--json")
+        assert out.returncode == 1, out.stderr
+        assert "big.bin" in out.stderr and "Traceback" not in out.stderr
+        done = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+        complete = [e for e in done if e.get("stage") == "complete"]
+        assert [e["file_name"] for e in complete] != [] and len(complete) == 1, complete
+        assert fetch(complete[0]["file_uri"]) == small.read_bytes()
+        out = run_upwell("upload", str(big), str(small), "--to", url)
+        assert out.returncode == 1, out.stderr  # the order does not matter
+
+
 def test_serve_on_a_busy_port_fails_with_one_line(tmp_path: Path, server: str) -> None:
     port = server.split(":")[2].split("/")[0]
     out = run_upwell("serve", "--port", port, "--data-dir", str(tmp_path / "d"), timeout=30)
@@ -117,6 +132,7 @@ def test_serve_on_a_busy_port_fails_with_one_line(tmp_path: Path, server: str) -
 
 def test_progress_bars_on_a_terminal(server: str, tmp_path: Path) -> None:
     files = [make_file(tmp_path / f"tty{i}.bin", 2 * MiB, seed=i) for i in range(2)]
+    before = [hashlib.sha256(f.read_bytes()).hexdigest() for f in files]
     leader, follower = pty.openpty()
     proc = subprocess.Popen(
         [*UPWELL, "upload", *map(str, files), "--to", server],
@@ -140,7 +156,7 @@ def test_progress_bars_on_a_terminal(server: str, tmp_path: Path) -> None:
     screen = b"".join(chunks).decode("utf-8", "replace")
     assert "tty0.bin" in screen and "tty1.bin" in screen and "total" in screen
     assert "MB/s" in screen
-    assert hashlib.sha256(files[0].read_bytes()).hexdigest()  # files untouched
+    assert [hashlib.sha256(f.read_bytes()).hexdigest() for f in files] == before  # untouched
 
 
 # What start-up may import: the NDJSON upload to a tus server needs aiohttp, but not rich (bars

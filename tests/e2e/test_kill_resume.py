@@ -21,8 +21,9 @@ MiB = 1024 * 1024
 
 
 @pytest.mark.parametrize("parallel", [1, 3])
-async def test_kill_9_then_rerun_sends_only_what_is_missing(tmp_path: Path, parallel: int) -> None:
-    seed = random.randrange(1 << 30)
+async def test_kill_9_then_rerun_sends_only_what_is_missing(
+    tmp_path: Path, parallel: int, seed: int
+) -> None:
     rng = random.Random(seed)
     size = 48 * MiB + rng.randrange(MiB)
     chunk = 2 * MiB

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from tests.support.files import fetch_sha256, head_status, make_file
 from tests.support.proxy import fault_proxy
+from tests.support.waits import within
 from upwell import ChunkedUploader, ParallelUploader, UploadProgress
 from upwell.engine.planner import MiB
 from upwell.engine.retry import RetryPolicy  # noqa: F401  (documents the policy under test)
@@ -168,7 +169,7 @@ async def test_cancelling_an_upload_terminates_it_at_the_server(
             started.set()
 
     job = asyncio.ensure_future(uploader.upload_file(src, progress_callback=on_progress))
-    await started.wait()
+    await within(started.wait(), "the upload passing 2 MiB")
     state = next(iter(uploader._unfinished.values()))
     seen_uri.append(state["parts"]["0"])
     job.cancel()

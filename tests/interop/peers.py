@@ -223,13 +223,23 @@ def tus_node_server(data_dir: Path, log: Path) -> Iterator[Server]:
 
 
 def tus_js_upload_argv(
-    endpoint: str, path: Path, *, chunk_size: int | None = None, parallel: int = 1
+    endpoint: str,
+    path: Path,
+    *,
+    chunk_size: int | None = None,
+    parallel: int = 1,
+    protocol: str = "tus-v1",
+    upload_during_creation: bool = False,
 ) -> list[str]:
     argv = ["node", str(TUS_UPLOAD_JS), "--endpoint", endpoint, "--file", str(path)]
     if chunk_size is not None:
         argv += ["--chunk-size", str(chunk_size)]
     if parallel > 1:
         argv += ["--parallel", str(parallel)]
+    if protocol != "tus-v1":
+        argv += ["--protocol", protocol]  # 'ietf-draft-03' (interop 5), 'ietf-draft-05' (6)
+    if upload_during_creation:
+        argv.append("--upload-during-creation")
     return argv
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient
 
+from tests.support.waits import within
 from upwell.server.app import create_app
 from upwell.server.clock import Clock
 from upwell.server.locks import Lease, MemoryLocker
@@ -106,16 +107,22 @@ class WatchedLocker(MemoryLocker):
                 watch.released.set()
 
     async def acquired(self, upload_id: str, nth: int = 0) -> None:
-        await self._watch(upload_id, nth).acquired.wait()
+        what = f"request {nth} taking the lock of {upload_id}"
+        await within(self._watch(upload_id, nth).acquired.wait(), what)
 
     async def released(self, upload_id: str, nth: int = 0) -> None:
-        await self._watch(upload_id, nth).released.wait()
+        what = f"request {nth} releasing the lock of {upload_id}"
+        await within(self._watch(upload_id, nth).released.wait(), what)
 
     async def received(self, upload_id: str, count: int, nth: int = 0) -> None:
         watch = self._watch(upload_id, nth)
-        while watch.received < count:
-            watch.changed.clear()
-            await watch.changed.wait()
+
+        async def enough() -> None:
+            while watch.received < count:
+                watch.changed.clear()
+                await watch.changed.wait()
+
+        await within(enough(), f"request {nth} receiving {count} bytes of {upload_id}")
 
 
 @pytest.fixture

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import os
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from aiohttp.test_utils import TestClient
 
+from tests.support.waits import within
 from upwell.protocols.tus import parse_expires
 from upwell.server.ids import new_upload_id
 from upwell.server.keys import UPLOADS
@@ -82,11 +83,11 @@ async def test_the_sweep_runs_every_cleanup_interval(
     make_client: MakeClient, fake_clock: FakeClock, data_dir: Path
 ) -> None:
     client = await make_client(expiry=timedelta(hours=1), cleanup_interval=600)
-    await fake_clock.sleeping.wait()  # the start-up sweep is done
+    await within(fake_clock.sleeping.wait(), "the start-up sweep to end")
     path = await create_upload(client, 10)
     fake_clock.advance(3601)
     fake_clock.wake()
-    await fake_clock.sleeping.wait()  # one more sweep
+    await within(fake_clock.sleeping.wait(), "one more sweep to end")
     assert (await client.head(path, headers=TUS)).status == 404
     assert list((data_dir / "files").iterdir()) == []
 
@@ -119,3 +120,32 @@ async def test_the_sweep_removes_bytes_no_record_names_once_they_are_old(
     )
     assert await (await client.get(kept)).read() == b"abc"
     assert await client.app[UPLOADS].purge_strays(timedelta(hours=1)) == 0
+
+
+async def test_the_sweep_never_removes_old_uploads_that_have_a_record(
+    make_client: MakeClient, data_dir: Path
+) -> None:
+    """Finished and partial uploads untouched for longer than the grace period are candidates
+    by age; their records must keep them."""
+    client = await make_client(expiry=timedelta(days=7))
+    finished = await create_upload(client, 3)
+    await patch(client, finished, 0, b"abc")
+    partial = await create_upload(client, 10)
+    await patch(client, partial, 0, b"half")
+    part = await create_upload(client, 2, **{"Upload-Concat": "partial"})
+    await patch(client, part, 0, b"xy")
+    resp = await client.post("/files/", headers={**TUS, "Upload-Concat": f"final;{part}"})
+    assert resp.status == 201
+    final = "/files/" + resp.headers["Location"].rsplit("/", 1)[1]
+    files = data_dir / "files"
+    two_hours_ago = time.time() - 7200
+    for entry in files.iterdir():
+        os.utime(entry, (two_hours_ago, two_hours_ago))
+    uploads = client.app[UPLOADS]
+    assert len(await uploads._storage.untouched_since(datetime.now(UTC) - timedelta(hours=1))) == 4
+
+    assert await uploads.purge_strays(timedelta(hours=1)) == 0
+
+    for path, body in ((finished, b"abc"), (partial, b"half"), (part, b"xy"), (final, b"xy")):
+        assert await (await client.get(path)).read() == body, path
+    assert (await client.head(partial, headers=TUS)).headers["Upload-Offset"] == "4"

@@ -6,6 +6,7 @@ import asyncio
 
 import pytest
 
+from tests.support.waits import within
 from upwell.server.locks import MemoryLocker, UploadLockedError
 
 
@@ -41,11 +42,11 @@ async def test_a_quiet_holder_is_stopped_and_the_newcomer_waits_for_its_release(
         async with locker.hold("u", stopped.set) as lease:
             lease.touch(10)
             held.set()
-            await stopped.wait()
+            await within(stopped.wait(), "stopped to be set")
             order.append("old released")
 
     old = asyncio.create_task(old_writer())
-    await held.wait()
+    await within(held.wait(), "held to be set")
     clock.t = 5.0
     async with locker.hold("u", lambda: None):
         order.append("new acquired")
@@ -76,22 +77,22 @@ async def test_of_two_takeovers_one_wins_and_the_other_gets_423() -> None:
     async def old_writer() -> None:
         async with locker.hold("u", stop.set):
             held.set()
-            await stop.wait()
+            await within(stop.wait(), "stop to be set")
 
     async def newcomer() -> str:
         try:
             async with locker.hold("u", lambda: None):
                 winner_holds.set()
-                await finish.wait()
+                await within(finish.wait(), "finish to be set")
                 return "won"
         except UploadLockedError:
             return "423"
 
     old = asyncio.create_task(old_writer())
-    await held.wait()
+    await within(held.wait(), "held to be set")
     clock.t = 10.0
     contenders = [asyncio.create_task(newcomer()) for _ in range(2)]
-    await winner_holds.wait()
+    await within(winner_holds.wait(), "winner holds to be set")
     await asyncio.wait(contenders, return_when=asyncio.FIRST_COMPLETED)
     finish.set()
     results = sorted(await asyncio.gather(*contenders))
@@ -107,10 +108,10 @@ async def test_a_newcomer_waits_briefly_for_a_holder_about_to_release() -> None:
     async def old_writer() -> None:
         async with locker.hold("u", lambda: None):
             held.set()
-            await release.wait()
+            await within(release.wait(), "release to be set")
 
     old = asyncio.create_task(old_writer())
-    await held.wait()
+    await within(held.wait(), "held to be set")
     newcomer = asyncio.create_task(_hold_once(locker))
     await asyncio.sleep(0)  # let the newcomer start waiting on the held lock
     assert not newcomer.done()
@@ -127,10 +128,10 @@ async def test_a_termination_preempts_a_live_holder() -> None:
     async def old_writer() -> None:
         async with locker.hold("u", stop.set):
             held.set()
-            await stop.wait()
+            await within(stop.wait(), "stop to be set")
 
     old = asyncio.create_task(old_writer())
-    await held.wait()
+    await within(held.wait(), "held to be set")
     async with locker.hold("u", lambda: None, preempt=True):
         assert stop.is_set()
     await old

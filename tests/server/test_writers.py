@@ -185,3 +185,18 @@ async def test_delete_while_a_patch_streams_stops_it_and_removes_the_upload(
     assert (await client.head(path, headers=TUS)).status == 404
     assert list((data_dir / "files").iterdir()) == []
     await first.close()
+
+
+async def test_a_head_right_after_a_cut_answers_what_the_cut_patch_stored(
+    client: Client, locker: WatchedLocker, data_dir: Path
+) -> None:
+    """The client whose PATCH broke asks HEAD at once; the writer may still be storing and
+    committing the bytes that arrived. HEAD waits for it, so the client does not resend them."""
+    path = await create_upload(client, 10_000)
+    raw = await RawPatch.start(client, path, 0, 10_000)
+    await locker.acquired(upload_id(path))
+    await raw.send(b"c" * 4321)
+    await locker.received(upload_id(path), 4321)
+    raw.writer.transport.abort()  # a reset, as a proxy cutting the link sends
+    assert await offset_of(client, path) == 4321  # not 0: no release awaited before asking
+    assert stored(data_dir, path) == b"c" * 4321

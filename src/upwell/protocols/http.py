@@ -38,7 +38,7 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
+    if _DIGITS.match(value):  # str.isdigit() also takes '²', which float() refuses
         return float(value)
     try:
         when = email.utils.parsedate_to_datetime(value)

@@ -28,6 +28,7 @@ EXTENSIONS = (
     "checksum",
     "termination",
     "concatenation",
+    "concatenation-unfinished",
 )
 # Fastest first: the client picks the first one the server offers.
 CHECKSUM_ALGORITHMS = ("sha256", "sha1", "md5")
@@ -47,6 +48,10 @@ EXPOSED_HEADERS = (
     "Tus-Max-Size",
     "Tus-Checksum-Algorithm",
     "Repr-Digest",
+    # The IETF resumable-upload draft, served at the same URLs.
+    "Upload-Complete",
+    "Upload-Draft-Interop-Version",
+    "Upload-Limit",
 )
 ALLOWED_HEADERS = (
     "Authorization",
@@ -63,6 +68,8 @@ ALLOWED_HEADERS = (
     "Upload-Checksum",
     "Tus-Resumable",
     "Want-Repr-Digest",
+    "Upload-Complete",
+    "Upload-Draft-Interop-Version",
 )
 
 _META_KEY = re.compile(r"^[\x21-\x7e]+$")  # printable ASCII, no space
@@ -92,7 +99,8 @@ def encode_metadata(items: Mapping[str, str | bytes | None]) -> str:
 
 
 def decode_metadata(header: str | None) -> dict[str, bytes]:
-    """Parse Upload-Metadata; an empty header is an empty mapping (tuspy sends one)."""
+    """Parse Upload-Metadata; an empty header is an empty mapping (tuspy sends one), but an
+    empty pair in a non-empty one (`key dGVzdA==,`) has an empty key, which tus forbids."""
     if header is None or header.strip() == "":
         return {}
     if len(header) > MAX_METADATA_LENGTH:
@@ -101,7 +109,7 @@ def decode_metadata(header: str | None) -> dict[str, bytes]:
     for pair in header.split(","):
         pair = pair.strip()
         if not pair:
-            continue
+            raise ProtocolError("Upload-Metadata has an empty pair (a key must not be empty)", 400)
         key, _, value = pair.partition(" ")
         value = value.strip()
         if not _META_KEY.match(key) or " " in value:
@@ -205,8 +213,9 @@ class ServerInfo:
 
     @classmethod
     def from_headers(cls, headers: Mapping[str, str]) -> ServerInfo:
-        max_size_raw = headers.get("Tus-Max-Size")
-        max_size = int(max_size_raw) if max_size_raw and max_size_raw.strip().isdigit() else None
+        max_size_raw = (headers.get("Tus-Max-Size") or "").strip()
+        # ASCII digits only: str.isdigit() also takes '²', which int() refuses.
+        max_size = int(max_size_raw) if max_size_raw.isascii() and max_size_raw.isdigit() else None
         return cls(
             versions=_csv(headers.get("Tus-Version")) or (TUS_VERSION,),
             extensions=_csv(headers.get("Tus-Extension")),

@@ -9,6 +9,7 @@ plain-text answer with its status.
 from __future__ import annotations
 
 import asyncio
+import re
 from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any, TypeVar
@@ -16,6 +17,7 @@ from typing import Any, TypeVar
 from aiohttp import StreamReader, web
 
 from ..errors import ProtocolError
+from ..protocols import ietf_resumable as ietf_protocol
 from ..protocols import tus
 from ..protocols.http import format_repr_digest
 from .downloads import download
@@ -143,6 +145,7 @@ def server_headers(request: web.Request) -> dict[str, str]:
     }
     if settings.max_size is not None:
         headers["Tus-Max-Size"] = str(settings.max_size)
+    headers.update(ietf_protocol.offer_headers())  # the IETF draft, spoken at the same URLs
     return headers
 
 
@@ -205,12 +208,20 @@ async def head(request: web.Request) -> web.StreamResponse:
     """HEAD: where the upload stands."""
     tus.check_version(request.headers.get("Tus-Resumable"))
     settings = request.app[SETTINGS]
-    upload = await request.app[UPLOADS].get(_upload_id(request))
-    headers = {"Upload-Offset": str(upload.offset), "Cache-Control": "no-store"}
-    if upload.length is None:
-        headers["Upload-Defer-Length"] = "1"
+    uploads = request.app[UPLOADS]
+    upload = await uploads.settled(_upload_id(request))
+    headers = {"Cache-Control": "no-store"}
+    if upload.concat == "final" and not upload.completed:
+        # concatenation-unfinished: no offset until assembled; the length once it is known.
+        length = await uploads.final_length(upload)
+        if length is not None:
+            headers["Upload-Length"] = str(length)
     else:
-        headers["Upload-Length"] = str(upload.length)
+        headers["Upload-Offset"] = str(upload.offset)
+        if upload.length is None:
+            headers["Upload-Defer-Length"] = "1"
+        else:
+            headers["Upload-Length"] = str(upload.length)
     if upload.metadata:
         headers["Upload-Metadata"] = upload.metadata
     if upload.completed and (
@@ -218,7 +229,7 @@ async def head(request: web.Request) -> web.StreamResponse:
     ):
         # RFC 9530: the stored bytes' SHA-256, read back from storage once and kept, so a
         # client can check the file as assembled, not just each request as it arrived.
-        digest = await request.app[UPLOADS].sha256(upload.id)
+        digest = await uploads.sha256(upload.id)
         if digest is not None:
             headers["Repr-Digest"] = format_repr_digest(digest)
     if upload.concat == "partial":
@@ -267,16 +278,28 @@ _RESOURCE: dict[str, Handler] = {
 }
 
 
-def _dispatch(handlers: dict[str, Handler]) -> Handler:
+_METHOD = re.compile(r"^[A-Za-z]{1,20}$")
+
+
+def _dispatch(handlers: dict[str, Handler], ietf_handlers: dict[str, Handler]) -> Handler:
     async def handle(request: web.Request) -> web.StreamResponse:
-        method = request.method
-        override = request.headers.get("X-HTTP-Method-Override")
-        if method == "POST" and override:
-            method = override.strip().upper()
-        handler = handlers.get(method)
+        # The IETF draft's requests name their interop version and carry no Tus-Resumable.
+        if "Tus-Resumable" not in request.headers and ietf_protocol.parse_version(
+            request.headers.get(ietf_protocol.INTEROP_HEADER)
+        ):
+            handlers_now = ietf_handlers
+        else:
+            handlers_now = handlers
+        # tus: the override MUST be taken as the method, whatever the request's own method
+        # (a browser or proxy may allow only GET and POST).
+        override = request.headers.get("X-HTTP-Method-Override", "").strip()
+        if override and not _METHOD.match(override):
+            raise ProtocolError("X-HTTP-Method-Override must name an HTTP method", 400)
+        method = override.upper() if override else request.method
+        handler = handlers_now.get(method)
         if handler is None:
             raise web.HTTPMethodNotAllowed(
-                method, list(handlers), text=f"method {method[:20]} is not allowed here"
+                method, list(handlers_now), text=f"method {method[:20]} is not allowed here"
             )
         return await handler(request)
 
@@ -284,8 +307,12 @@ def _dispatch(handlers: dict[str, Handler]) -> Handler:
 
 
 def add_routes(app: web.Application, base_path: str) -> None:
-    """The tus endpoint at base_path and its uploads at base_path + id."""
-    collection = _dispatch(_COLLECTION)
+    """The tus endpoint at base_path and its uploads at base_path + id (IETF resumable
+    uploads at the same URLs)."""
+    from . import ietf  # it builds on this module's helpers
+
+    collection = _dispatch(_COLLECTION, {**_COLLECTION, **ietf.COLLECTION})
     app.router.add_route("*", base_path, collection)
     app.router.add_route("*", base_path.rstrip("/"), collection)
-    app.router.add_route("*", base_path + "{upload_id}", _dispatch(_RESOURCE))
+    resource = _dispatch(_RESOURCE, {**_RESOURCE, **ietf.RESOURCE})
+    app.router.add_route("*", base_path + "{upload_id}", resource)

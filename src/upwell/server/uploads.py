@@ -7,6 +7,7 @@ offset is recorded only after its bytes were fsynced.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 import sys
@@ -108,6 +109,12 @@ class Uploads:
         self._locker = locker
         self._now = now
         self._writers = 0  # requests appending right now; they share the write buffer budget
+        # Final uploads (concatenation-unfinished) this process saw created, by part; others
+        # (another replica's, or from before a restart) are assembled when they are next read.
+        self._waiting: dict[str, set[str]] = {}
+        # PATCH requests of this process under way, by upload: each event is set once the
+        # request has committed (or failed).
+        self._writing: dict[str, set[asyncio.Event]] = {}
 
     async def get(self, upload_id: str) -> Upload:
         """The upload; 404 when unknown (or another owner's), 410 when it expired unfinished."""
@@ -117,7 +124,20 @@ class Uploads:
             raise ProtocolError(f"no upload {upload_id}", 404)
         if upload.expired(self._now()):
             raise ProtocolError(f"upload {upload_id} expired unfinished", 410)
-        return upload
+        return await self._assemble(upload)
+
+    async def settled(self, upload_id: str) -> Upload:
+        """The upload once a request still appending to it has committed, waiting at most
+        lock_wait_seconds: a client whose PATCH was cut asks HEAD at once, and must learn the
+        offset of the bytes that PATCH stored, not the one before it. A writer still streaming
+        after the wait is answered with the durable offset it has reached so far."""
+        writing = list(self._writing.get(upload_id, ()))
+        if writing:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._settings.lock_wait_seconds):
+                    for committed in writing:
+                        await committed.wait()
+        return await self.get(upload_id)
 
     async def probe_state(self, upload_id: str) -> None:
         """Ask the state store something (readiness); raises when it cannot answer."""
@@ -190,6 +210,29 @@ class Uploads:
         """Append a PATCH body at `offset` (409 if it is not the upload's), setting a deferred
         length when `length` is given. `limit` caps the upload's size below the server's
         (an owner's quota)."""
+        # Registered before the first await, so a HEAD that follows this request's cut
+        # connection always finds it (see `settled`).
+        committed = asyncio.Event()
+        self._writing.setdefault(upload_id, set()).add(committed)
+        try:
+            return await self._append(upload_id, offset, length, body, checksum, limit)
+        finally:
+            committed.set()
+            writing = self._writing.get(upload_id)
+            if writing is not None:
+                writing.discard(committed)
+                if not writing:
+                    del self._writing[upload_id]
+
+    async def _append(
+        self,
+        upload_id: str,
+        offset: int,
+        length: int | None,
+        body: Body,
+        checksum: Checksum | None,
+        limit: int | None,
+    ) -> Upload:
         async with self._locker.hold(upload_id, body.stop) as lease:
             upload = await self.get(upload_id)
             if upload.concat == "final":
@@ -211,7 +254,10 @@ class Uploads:
                     f"Upload-Offset {offset} does not match the upload's offset {upload.offset}",
                     409,
                 )
-            return await self._append_locked(upload, body, checksum, lease, limit)
+            updated = await self._append_locked(upload, body, checksum, lease, limit)
+        if updated.completed and updated.concat == "partial":
+            await self._part_completed(upload_id)
+        return updated
 
     async def complete_deferred(self, upload_id: str) -> Upload:
         """Fix a deferred upload's length at the bytes it holds: it is complete."""
@@ -353,25 +399,40 @@ class Uploads:
         return digest
 
     async def concatenate(self, *, parts: Sequence[str], metadata: str) -> Upload:
-        """A final upload made of complete partial uploads, in order."""
+        """A final upload made of partial uploads, in order.
+
+        With concatenation-unfinished, parts may still be being written: the final upload is
+        recorded at once (no length, no bytes) and assembled when its last part completes, by
+        the PATCH that completes it or at the next look at the final upload.
+        """
+        finished = True
+        for part_id in parts:
+            part = await self._part(part_id)
+            finished = finished and part.completed
+        if not finished:
+            now = self._now()
+            upload = Upload(
+                id=new_upload_id(),
+                length=None,
+                offset=0,
+                metadata=metadata,
+                created=now,
+                expires=None,  # it lives as long as its parts do
+                concat="final",
+                parts=tuple(parts),
+                owner=current_owner.get() or ANONYMOUS,
+            )
+            await self._storage.create(upload.id)
+            await self._state.create(upload)
+            await self.observer.changed(upload)
+            for part_id in set(parts):
+                self._waiting.setdefault(part_id, set()).add(upload.id)
+            return await self._assemble(upload)
         async with contextlib.AsyncExitStack() as stack:
             for part_id in sorted(set(parts)):
                 await stack.enter_async_context(self._locker.hold(part_id, _noop))
-            total = 0
+            total = await self._finished_length(parts)
             owner = current_owner.get()
-            for part_id in parts:
-                part = await self._state.get(part_id)
-                if part is not None and owner is not None and part.owner != owner:
-                    part = None
-                if part is None or part.expired(self._now()):
-                    raise ProtocolError(f"partial upload {part_id} is unknown or expired", 400)
-                if part.concat != "partial":
-                    raise ProtocolError(f"upload {part_id} is not a partial upload", 400)
-                if not part.completed or part.length is None:
-                    raise ProtocolError(f"partial upload {part_id} is not finished", 400)
-                await self._storage.seal(part_id, part.length)
-                total += part.length
-            self._check_size(total)
             upload_id = new_upload_id()
             await self._storage.create(upload_id)
             try:
@@ -395,6 +456,84 @@ class Uploads:
                 raise
             await self.observer.changed(upload)
             return upload
+
+    async def _part(self, part_id: str) -> Upload:
+        part = await self._state.get(part_id)
+        owner = current_owner.get()
+        if part is not None and owner is not None and part.owner != owner:
+            part = None  # another owner's upload is not there for this one
+        if part is None or part.expired(self._now()):
+            raise ProtocolError(f"partial upload {part_id} is unknown or expired", 400)
+        if part.concat != "partial":
+            raise ProtocolError(f"upload {part_id} is not a partial upload", 400)
+        if part.length is not None:
+            self._check_size(part.length)
+        return part
+
+    async def _finished_length(self, parts: Sequence[str]) -> int:
+        """The parts' total length, all of them complete (400 if one is not) and sealed, so
+        the byte store can assemble them."""
+        total = 0
+        for part_id in parts:
+            part = await self._part(part_id)
+            if not part.completed or part.length is None:
+                raise ProtocolError(f"partial upload {part_id} is not finished", 400)
+            await self._storage.seal(part_id, part.length)
+            total += part.length
+        self._check_size(total)
+        return total
+
+    async def _assemble(self, final: Upload) -> Upload:
+        """A final upload still waiting for parts: assembled if they are all complete now."""
+        if final.concat != "final" or final.completed:
+            return final
+        parts = [await self._state.get(p) for p in final.parts]
+        if any(p is None or p.expired(self._now()) for p in parts):
+            raise ProtocolError(f"a part of upload {final.id} expired or was deleted", 410)
+        if not all(p is not None and p.completed for p in parts):
+            return final
+        try:
+            async with self._locker.hold(final.id, _noop):
+                current = await self._state.get(final.id)
+                if current is None or current.completed:
+                    return current or final
+                total = await self._finished_length(current.parts)
+                size = await self._storage.concatenate(current.id, current.parts)
+                if size != total:
+                    raise OSError(f"concatenated {size} bytes, expected {total}")
+                done = replace(current, length=total, offset=total)
+                await self._state.update(done)
+            await self.observer.changed(done)
+        except UploadLockedError:
+            return final  # another request is assembling it right now
+        for part_id in done.parts:
+            waiting = self._waiting.get(part_id)
+            if waiting is not None:
+                waiting.discard(done.id)
+                if not waiting:
+                    del self._waiting[part_id]
+        return done
+
+    async def final_length(self, final: Upload) -> int | None:
+        """A final upload's length: known once every part's length is (complete or not)."""
+        if final.length is not None:
+            return final.length
+        total = 0
+        for part_id in final.parts:
+            part = await self._state.get(part_id)
+            if part is None or part.length is None:
+                return None
+            total += part.length
+        return total
+
+    async def _part_completed(self, part_id: str) -> None:
+        for final_id in list(self._waiting.get(part_id, ())):
+            final = await self._state.get(final_id)
+            if final is None:
+                self._waiting.get(part_id, set()).discard(final_id)
+                continue
+            with contextlib.suppress(ProtocolError):
+                await self._assemble(final)
 
     async def terminate(self, upload_id: str, stop: Callable[[], None] = _noop) -> None:
         """Delete the upload and its bytes (404 if unknown), stopping a PATCH still writing."""

@@ -65,9 +65,14 @@ def resolve_target(
         if preset is not None:
             return _openai_compatible(preset, api_key, env, None, None)
         return TusTarget(spec)
+    if parts.scheme in ("ietf+http", "ietf+https") and parts.netloc:
+        from .ietf import IetfTarget  # the IETF resumable-upload draft
+
+        return IetfTarget(spec.removeprefix("ietf+"))
     raise ConfigError(
-        f"target {spec!r} is not understood: use an http(s):// tus endpoint URL, 'gemini', "
-        "'openai', 'kimi', 'glm', s3://bucket/key or supabase://bucket/path"
+        f"target {spec!r} is not understood: use an http(s):// tus endpoint URL, an "
+        "ietf+http(s):// URL (IETF resumable uploads), 'gemini', 'openai', 'kimi', 'glm', "
+        "s3://bucket/key or supabase://bucket/path"
     )
 
 

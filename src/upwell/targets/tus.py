@@ -126,6 +126,10 @@ class TusUpload(RemoteUpload):
         self._final_url: str | None = state.get("final")
         caps_algos = (target._caps.checksum_algorithms if target._caps else ()) or ()
         self._checksum = caps_algos[0] if caps_algos else None
+        # After a connection broke mid-PATCH, later PATCHes go without Upload-Checksum: a
+        # server drops a checksummed body whole when it is cut, but keeps what arrived of an
+        # unchecked one. The bytes so kept are verified by the whole file's digest at the end.
+        self._unchecked = bool(state.get("unchecked"))
 
     # -- helpers --------------------------------------------------------------------------
     def _metadata(self) -> str:
@@ -155,7 +159,7 @@ class TusUpload(RemoteUpload):
             h["Content-Encoding"] = body.encoding
         else:
             h["Content-Length"] = str(body.size)
-        if self._checksum and self._checksum in body.digests:
+        if self._checksum and not self._unchecked and self._checksum in body.digests:
             h["Upload-Checksum"] = tus.format_checksum(self._checksum, body.digests[self._checksum])
         return h
 
@@ -228,14 +232,19 @@ class TusUpload(RemoteUpload):
                 return self._read_offset(r, what)
         what = f"PATCH at offset {body.offset}"
         headers = self._t.headers({"Upload-Offset": str(rel), **self._body_headers(body)})
-        async with request(self._http, "PATCH", url, what, headers=headers, data=data) as r:
-            if r.status == 460 or (r.status == 400 and "checksum" in (await r.text()).lower()):
-                raise TargetError(
-                    f"{what}: the server found a checksum mismatch", status=460, retryable=True
-                )
-            if r.status != 204 and r.status != 200:
-                raise error_for_status(r.status, r.headers, what, await r.text())
-            return self._read_offset(r, what)
+        try:
+            async with request(self._http, "PATCH", url, what, headers=headers, data=data) as r:
+                if r.status == 460 or (r.status == 400 and "checksum" in (await r.text()).lower()):
+                    raise TargetError(
+                        f"{what}: the server found a checksum mismatch", status=460, retryable=True
+                    )
+                if r.status != 204 and r.status != 200:
+                    raise error_for_status(r.status, r.headers, what, await r.text())
+                return self._read_offset(r, what)
+        except TargetError as exc:
+            if exc.status is None and exc.retryable:  # the connection broke: a flaky link
+                self._unchecked = True
+            raise
 
     async def finish(self) -> RemoteFile:
         if self._single:
@@ -262,8 +271,8 @@ class TusUpload(RemoteUpload):
 
     def _needs_file_check(self) -> bool:
         """Per-request checksums prove every byte of a single upload; a file the server
-        assembled from parts, or one sent without checksums, is checked whole."""
-        return not self._single or self._checksum is None
+        assembled from parts, or one sent (in part) without checksums, is checked whole."""
+        return not self._single or self._checksum is None or self._unchecked
 
     async def _stored_sha256(self, url: str) -> str | None:
         """The server's SHA-256 of the stored file (RFC 9530 Repr-Digest), if it offers one."""
@@ -291,4 +300,5 @@ class TusUpload(RemoteUpload):
         return {
             "parts": {str(k): v for k, v in self._part_urls.items()},
             "final": self._final_url,
+            "unchecked": self._unchecked,
         }

@@ -1,6 +1,7 @@
 // tus-js-client (Node) uploading one file, for tests/interop and benchmarks/.
 //
 //   node tus_upload.mjs --endpoint URL --file PATH [--chunk-size BYTES] [--parallel N]
+//                       [--protocol tus-v1|ietf-draft-03|ietf-draft-05] [--upload-during-creation]
 //
 // Defaults are tus-js-client's own (one streamed PATCH, no parallel uploads). Retries are off
 // so a failure shows its first cause. On success prints one JSON line on stdout,
@@ -19,6 +20,8 @@ try {
       file: { type: 'string' },
       'chunk-size': { type: 'string' },
       parallel: { type: 'string', default: '1' },
+      protocol: { type: 'string', default: 'tus-v1' },
+      'upload-during-creation': { type: 'boolean', default: false },
     },
     strict: true,
   }))
@@ -44,6 +47,8 @@ const options = {
 }
 if (values['chunk-size'] !== undefined) options.chunkSize = Number(values['chunk-size'])
 if (parallel > 1) options.parallelUploads = parallel
+if (values.protocol !== 'tus-v1') options.protocol = values.protocol
+if (values['upload-during-creation']) options.uploadDataDuringCreation = true
 
 const upload = new tus.Upload(fs.createReadStream(values.file), {
   ...options,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -30,6 +31,21 @@ async def test_digest_of_a_range_matches_hashlib(tmp_path: Path) -> None:
     }
 
 
+class GatedHasher:
+    """A hasher that tells the test when hashing started and holds its first slice until let go."""
+
+    def __init__(self) -> None:
+        self.started = threading.Event()
+        self.go = threading.Event()
+        self.fed = 0
+
+    def update(self, data: memoryview) -> None:
+        self.fed += len(data)
+        self.started.set()
+        if not self.go.wait(10):
+            raise AssertionError("the test never let the hash go on")
+
+
 async def test_close_stops_a_hash_in_a_thread_before_closing_its_descriptor(
     tmp_path: Path,
 ) -> None:
@@ -38,17 +54,30 @@ async def test_close_stops_a_hash_in_a_thread_before_closing_its_descriptor(
     path = make_file(tmp_path / "f.bin", 64 * MiB)
     source = await FileSource.open(path)
     fd = source.fd
-    hasher = hashlib.sha256()
+    hasher = GatedHasher()
     hashing = asyncio.ensure_future(
         asyncio.to_thread(source.hash_range, 0, source.size, [hasher], 64 * 1024)
     )
-    await asyncio.sleep(0)  # let the thread start (or not: both are fine)
-    await source.close()
-    try:
-        await hashing  # stopped early, or refused to start: never an error of a closed fd
-    except SourceError as exc:
-        assert "closed" in str(exc)
+    assert await asyncio.to_thread(hasher.started.wait, 10), "the hash never started"
+    closing = asyncio.ensure_future(source.close())
+    async with asyncio.timeout(10):
+        # close() runs in a thread: poll (bounded) until it has begun and waits for the reader.
+        while not source._closing:  # noqa: ASYNC110
+            await asyncio.sleep(0.001)
+    assert not closing.done()  # the descriptor stays open while the thread reads it
+    os.fstat(fd)
+    hasher.go.set()
+    await closing
+    await hashing  # stopped early, without an error of a closed descriptor
+    assert 0 < hasher.fed < source.size
     with pytest.raises(OSError):
         os.fstat(fd)
+
+
+async def test_a_hash_after_close_is_refused(tmp_path: Path) -> None:
+    source = await FileSource.open(make_file(tmp_path / "g.bin", MiB))
+    await source.close()
+    with pytest.raises(SourceError, match="closed"):
+        await asyncio.to_thread(source.hash_range, 0, MiB, [hashlib.sha256()])
     with pytest.raises(SourceError, match="closed"):
         await source.digest_range(0, 10, ("sha256",))

@@ -143,6 +143,7 @@ def test_two_processes_writing_one_session_never_leave_a_torn_file(tmp_path: Pat
     for p in procs:
         p.join()
         assert p.exitcode == 0
+    assert reads > 0, "the file never appeared while the writers ran: nothing was checked"
     assert json.loads((d / "shared.json").read_text())["chunks_completed"] == [59]
     assert not [p for p in d.iterdir() if p.name.startswith(".tmp-")]
 
