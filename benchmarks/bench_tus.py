@@ -73,6 +73,7 @@ class Measured:
     peak_rss: int
     stdout: str
     stderr: str
+    cpu_seconds: float = 0.0  # user + system time of the client (GNU time), 0 when unknown
 
 
 @dataclass
@@ -108,7 +109,7 @@ def measure(argv: Sequence[str], env: dict[str, str], workdir: Path) -> Measured
     """
     out_path, err_path, rss_path = (workdir / n for n in ("client.out", "client.err", "rss"))
     wrapped = GNU_TIME is not None
-    full = [GNU_TIME, "-f", "%M", "-o", str(rss_path), *argv] if GNU_TIME else list(argv)
+    full = [GNU_TIME, "-f", "%M %U %S", "-o", str(rss_path), *argv] if GNU_TIME else list(argv)
     with out_path.open("wb") as out, err_path.open("wb") as err:
         start = time.perf_counter()
         proc = subprocess.Popen(full, env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
@@ -140,10 +141,12 @@ def measure(argv: Sequence[str], env: dict[str, str], workdir: Path) -> Measured
     done.set()
     if poller is not None:
         poller.join()
-    kernel = 0
+    kernel, cpu = 0, 0.0
     if wrapped:
-        with contextlib.suppress(OSError, ValueError):
-            kernel = int(rss_path.read_text().split()[-1]) * 1024  # %M is in KiB
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = rss_path.read_text().split()[-3:]
+            kernel = int(fields[0]) * 1024  # %M is in KiB
+            cpu = float(fields[1]) + float(fields[2])
     return Measured(
         argv=list(argv),
         returncode=returncode,
@@ -151,6 +154,7 @@ def measure(argv: Sequence[str], env: dict[str, str], workdir: Path) -> Measured
         peak_rss=max(polled, kernel),
         stdout=out_path.read_text(errors="replace"),
         stderr=err_path.read_text(errors="replace"),
+        cpu_seconds=cpu,
     )
 
 
