@@ -21,7 +21,7 @@ import collections
 import contextlib
 import sys
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -71,6 +71,8 @@ class WanProxy:
     conn_rate: float = 0.0  # bytes/s per direction per connection; 0 = unlimited
     burst: int = 64 * 1024
     record: bool = False
+    #: Called with every block read from clients, before it is metered (tests watch requests).
+    on_up: Callable[[bytes], None] | None = None
     host: str = "127.0.0.1"
     port: int = 0
     up: Direction = field(init=False)
@@ -131,6 +133,8 @@ class WanProxy:
                         await w.wait_closed()
         except (OSError, asyncio.IncompleteReadError):
             pass
+        except asyncio.CancelledError:
+            pass  # stop() ends the connections; the server's callback must not see a cancel
         finally:
             self._tasks.discard(task)  # type: ignore[arg-type]
 
@@ -155,6 +159,8 @@ class WanProxy:
                     line.append((0.0, b""))
                     ready.set()
                     return
+                if d is self.up and self.on_up is not None:
+                    self.on_up(data)
                 await conn.take(len(data))
                 await d.bucket.take(len(data))
                 line.append((time.monotonic() + one_way, data))

@@ -8,6 +8,7 @@ bytes are handed to the socket. It never names a provider: Capabilities decide.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import functools
 import hashlib
@@ -28,6 +29,7 @@ from ..progress import ProgressTracker
 from ..results import ChunkMetadata
 from ..targets.base import Body, RemoteFile, RemoteUpload, SourceInfo, Target
 from ..targets.capabilities import Capabilities
+from .adaptive import AUTO_MAX_STREAMS, MAX_REQUEST, RequestSizer, StreamControl
 from .compress import SAMPLE_SIZE, Compressor, gzip_compressor, worth_compressing
 from .planner import Chunk, Part, Plan, plan_upload
 from .reader import SLICE_SIZE, FileSlices, FileSource
@@ -99,6 +101,16 @@ class _Counters:
     inflight: dict[int, int]  # per part: bytes of the current request handed to the socket
     sent: int = 0  # file bytes sent, retries included
     wire: int = 0  # bytes on the wire (after compression), retries included
+    compressed_sent: int = 0  # file bytes of the requests that went compressed, when done
+    compressed_wire: int = 0  # and what they took on the wire
+
+    def compression_ratio(self) -> float | None:
+        """Wire bytes over file bytes of the compressed requests finished so far; None when
+        nothing went compressed (the running counters differ by the slice in flight, which
+        is not compression)."""
+        if not self.compressed_sent:
+            return None
+        return self.compressed_wire / self.compressed_sent
 
     def uploaded(self) -> int:
         return sum(self.confirmed.values()) + sum(self.inflight.values())
@@ -115,6 +127,7 @@ class Pipeline:
         chunk_size: int | None,
         max_parallel: int,
         retry: RetryPolicy,
+        adaptive: bool = False,
         throttle: Throttle | None = None,
         compress: bool = False,
         sleep: Sleep = asyncio.sleep,
@@ -125,6 +138,10 @@ class Pipeline:
         self._target = target
         self._chunk_size = chunk_size
         self._max_parallel = max(1, max_parallel)
+        # Adaptive: max_parallel is a ceiling and the stream count follows the measured rate;
+        # otherwise it is the stream count. A chunk size of None lets requests grow too.
+        self._adaptive = adaptive
+        self.streams: StreamControl | None = None  # the last file's, for tests and progress
         self._retry = retry
         self._throttle = throttle
         self._sleep = sleep
@@ -212,8 +229,23 @@ class Pipeline:
             tracker.update_progress(
                 task_id, stage="uploading", bytes_uploaded=counters.uploaded(), message="Uploading"
             )
+            sizer = RequestSizer(
+                plan.chunk_size,
+                adaptive=self._chunk_size is None and caps.append,
+                max_request=caps.max_chunk_size or MAX_REQUEST,
+            )
             job = _PartJob(
-                self, source, remote, caps, counters, chunks, tracker, task_id, algorithms, journal
+                self,
+                source,
+                remote,
+                caps,
+                counters,
+                chunks,
+                tracker,
+                task_id,
+                algorithms,
+                journal,
+                sizer,
             )
             # The whole-file hash reads the file in order in a thread of its own, beside the
             # chunk hashes that must precede each request: two cores, two hashes at once.
@@ -260,23 +292,43 @@ class Pipeline:
         )
 
     async def _send_parts(self, job: _PartJob, plan: Plan) -> None:
-        """Send every part: one after another's chunks, or up to max_parallel parts at once."""
+        """Send every part: one stream for a single part; else streams pull parts from a
+        queue in order, as many at a time as the stream control says."""
         if not plan.parallel:
             await job.run(plan.parts[0])
             return
-        sem = asyncio.Semaphore(self._max_parallel)
+        cap = min(self._max_parallel, AUTO_MAX_STREAMS) if self._adaptive else self._max_parallel
+        control = StreamControl(cap, adaptive=self._adaptive, clock=self._clock)
+        self.streams = control
+        queue = collections.deque(plan.parts)
+        running = 0
 
-        async def bounded(part: Part) -> None:
-            async with sem:
-                await job.run(part)
+        async def stream() -> None:
+            nonlocal running
+            try:
+                # A stream leaves between parts when there are more streams than wanted.
+                while queue and running <= control.target:
+                    await job.run(queue.popleft())
+            finally:
+                running -= 1
 
         try:
             async with asyncio.TaskGroup() as tg:
-                for part in plan.parts:
-                    tg.create_task(bounded(part))
+
+                def top_up() -> None:
+                    nonlocal running
+                    while running < control.sample(job.counters.sent) and queue:
+                        running += 1
+                        tg.create_task(stream())
+
+                job.on_sent = top_up
+                job.on_error = control.error
+                top_up()
         except BaseExceptionGroup as group:
             # One part failed and the others were stopped: report why it failed.
             raise _first_cause(group) from None
+        finally:
+            job.on_sent = job.on_error = None
 
 
 def _first_cause(group: BaseExceptionGroup[BaseException]) -> BaseException:
@@ -298,7 +350,12 @@ def _first_cause(group: BaseExceptionGroup[BaseException]) -> BaseException:
 
 
 class _PartJob:
-    """Sends the chunks of one part in order, resynchronising with the target after errors."""
+    """Sends the chunks of parts in order, resynchronising with the target after errors.
+
+    Each request carries one or more consecutive planned chunks: as many as keep the stream's
+    idle time per request small (RequestSizer), when the chunk size is automatic and the
+    target appends; otherwise one chunk per request.
+    """
 
     def __init__(
         self,
@@ -312,6 +369,7 @@ class _PartJob:
         task_id: str,
         algorithms: tuple[str, ...],
         journal: Journal,
+        sizer: RequestSizer,
     ) -> None:
         self.p = pipeline
         self.source = source
@@ -324,9 +382,35 @@ class _PartJob:
         self.tracker = tracker
         self.task_id = task_id
         self.algorithms = algorithms
+        self.sizer = sizer
+        self.on_sent: Callable[[], None] | None = None  # after each slice handed out
+        self.on_error: Callable[[], object] | None = None  # after a failed request
 
-    async def _digest(self, start: int, end: int) -> dict[str, bytes]:
-        return await self.source.digest_range(start, end - start, self.algorithms)
+    async def _digest(self, start: int, group: list[Chunk]) -> _Digests:
+        """The request's digests over [start, end of group) and each whole chunk's SHA-256,
+        from one read of each slice."""
+        end = group[-1].end
+        whole = {a: hashlib.new(a) for a in self.algorithms}
+        per: dict[int, Any] = {}
+        lanes: list[tuple[int, int, list[Any]]] = []
+        for c in group:
+            lo = max(c.offset, start)
+            hashers: list[Any] = list(whole.values())
+            if lo == c.offset and len(group) > 1:
+                per[c.index] = hashlib.sha256()
+                hashers.append(per[c.index])
+            lanes.append((lo, c.end - lo, hashers))
+
+        def work() -> None:
+            for lo, n, hashers in lanes:
+                self.source.hash_range(lo, n, hashers)
+
+        await asyncio.to_thread(work)
+        digests = {a: h.digest() for a, h in whole.items()}
+        sums = {i: h.hexdigest() for i, h in per.items()}
+        if len(group) == 1 and start == group[0].offset:
+            sums[group[0].index] = digests["sha256"].hex()
+        return _Digests(start, end, digests, sums)
 
     def _report(self, chunk: Chunk) -> None:
         c = self.counters
@@ -334,7 +418,7 @@ class _PartJob:
             self.task_id,
             bytes_uploaded=c.uploaded(),
             chunk_index=chunk.index,
-            compression_ratio=c.wire / c.sent if c.sent and c.wire != c.sent else None,
+            compression_ratio=c.compression_ratio(),
         )
 
     async def run(self, part: Part) -> None:
@@ -342,19 +426,30 @@ class _PartJob:
         pos = part.offset + self.counters.confirmed[part.index]
         if pos > part.offset:
             await self._verify_prefix(part, pos)
-        todo = [(max(c.offset, pos), c) for c in part.chunks if c.end > pos]
-        nxt: asyncio.Future[dict[str, bytes]] | None = None
-        if todo:
-            nxt = asyncio.ensure_future(self._digest(todo[0][0], todo[0][1].end))
+        todo = [c for c in part.chunks if c.end > pos]
+        i = 0
+        nxt: asyncio.Future[_Digests] | None = None
+
+        def group_at(i: int) -> list[Chunk]:
+            return todo[i : i + self.sizer.chunks(len(todo) - i)]
+
         try:
-            for i, (start, chunk) in enumerate(todo):
-                assert nxt is not None
-                digests = await nxt
+            while i < len(todo):
+                group = group_at(i)
+                start = max(group[0].offset, pos)
+                if nxt is None:
+                    nxt = asyncio.ensure_future(self._digest(start, group))
+                d = await nxt
                 nxt = None
-                if i + 1 < len(todo):
-                    # Hash the next chunk while this one is on the wire.
-                    nxt = asyncio.ensure_future(self._digest(todo[i + 1][0], todo[i + 1][1].end))
-                await self._send_chunk(part, chunk, start, digests)
+                if d.start != start or d.end != group[-1].end:
+                    # The sizer changed its mind since this was hashed ahead: hash again.
+                    d = await self._digest(start, group)
+                if i + len(group) < len(todo):
+                    # Hash the next request while this one is on the wire.
+                    ahead = group_at(i + len(group))
+                    nxt = asyncio.ensure_future(self._digest(ahead[0].offset, ahead))
+                await self._send_request(part, group, d)
+                i += len(group)
         finally:
             if nxt is not None:
                 nxt.cancel()
@@ -387,37 +482,51 @@ class _PartJob:
             self.compressible[chunk.index] = worth
         return gzip_compressor() if worth else None
 
-    async def _send_chunk(
-        self, part: Part, chunk: Chunk, digest_start: int, digests: dict[str, bytes]
-    ) -> None:
-        """Send [digest_start, chunk.end), retrying from wherever the target says it stands."""
-        meta = self.chunks[chunk.index]
-        if digest_start == chunk.offset:
-            meta.checksum = digests["sha256"].hex()
+    async def _send_request(self, part: Part, group: list[Chunk], d: _Digests) -> None:
+        """Send [d.start, end of group), retrying from wherever the target says it stands."""
+        first, last = group[0], group[-1]
+        end = last.end
+        metas = [self.chunks[c.index] for c in group]
+        for c, meta in zip(group, metas, strict=True):
+            if c.index in d.sums:
+                meta.checksum = d.sums[c.index]
+        digests, digest_start = d.digests, d.start
         t0 = time.monotonic()
         need_sync = False
+        handed = 0
+        all_out = 0.0
 
         def on_slice(n: int) -> None:
+            nonlocal handed, all_out
             self.counters.inflight[part.index] += n
             self.counters.sent += n
-            self._report(chunk)
+            handed += n
+            if handed >= end - digest_start:
+                all_out = time.monotonic()
+            self._report(last)
+            if self.on_sent is not None:
+                self.on_sent()
 
         async def attempt() -> None:
-            nonlocal need_sync, digests, digest_start
+            nonlocal need_sync, digests, digest_start, handed
             if need_sync:
                 self.counters.confirmed[part.index] = await self.remote.part_offset(part)
                 need_sync = False
             pos = part.offset + self.counters.confirmed[part.index]
-            if pos >= chunk.end:
+            if pos >= end:
                 return
             if pos != digest_start:
                 # The target holds a different prefix than planned: checksum what we now send.
-                digests = await self.source.digest_range(pos, chunk.end - pos, self.algorithms)
+                digests = await self.source.digest_range(pos, end - pos, self.algorithms)
                 digest_start = pos
+            handed = 0
             throttle = self.p._throttle
-            compressor = await self._compressor(chunk, pos)
+            compressor = await self._compressor(first, pos)
+            wire = 0
 
             async def on_wire(n: int) -> None:
+                nonlocal wire
+                wire += n
                 self.counters.wire += n
                 if throttle is not None:
                     await throttle.consume(n)
@@ -425,7 +534,7 @@ class _PartJob:
             stream = FileSlices(
                 self.source,
                 pos,
-                chunk.end - pos,
+                end - pos,
                 on_slice=on_slice,
                 before_slice=on_wire,
                 slice_size=throttle.slice_size(SLICE_SIZE) if throttle else SLICE_SIZE,
@@ -433,42 +542,65 @@ class _PartJob:
             )
             body = Body(
                 offset=pos,
-                size=chunk.end - pos,
+                size=end - pos,
                 stream=stream,
                 digests=digests,
                 encoding="gzip" if compressor is not None else None,
             )
+            started = time.monotonic()
             try:
                 rel = await self.remote.send(part, body)
             except TargetError as exc:
                 need_sync = self.caps.append
-                meta.error = str(exc)
+                for meta in metas:
+                    meta.error = str(exc)
                 if throttle:
                     throttle.record_failure(exc.status)
+                if self.on_error is not None:
+                    self.on_error()
                 raise
             finally:
                 self.counters.inflight[part.index] = 0
             if throttle:
                 throttle.record_success()
+            if compressor is not None:
+                self.counters.compressed_sent += end - pos
+                self.counters.compressed_wire += wire
             self.counters.confirmed[part.index] = rel
-            if part.offset + rel < chunk.end:
+            if part.offset + rel < end:
                 need_sync = True
                 raise TargetError(
-                    f"the target kept {part.offset + rel - pos} of {chunk.end - pos} bytes sent",
+                    f"the target kept {part.offset + rel - pos} of {end - pos} bytes sent",
                     retryable=True,
                 )
+            answered = time.monotonic()
+            if all_out:
+                self.sizer.observe(end - pos, all_out - started, answered - all_out)
 
         def on_retry(n: int, exc: TargetError) -> None:
-            message = f"Retrying chunk {chunk.index} ({n}/{self.p._retry.max_retries}): {exc}"
+            what = f"chunk {first.index}" + (f"-{last.index}" if last is not first else "")
+            message = f"Retrying {what} ({n}/{self.p._retry.max_retries}): {exc}"
             log.warning("%s: %s", self.source.path.name, message)
             self.tracker.update_progress(self.task_id, message=message, force=True)
 
         await call_with_retries(attempt, self.p._retry, sleep=self.p._sleep, on_retry=on_retry)
-        if not meta.checksum:
-            digest = await self.source.digest_range(chunk.offset, chunk.size, ("sha256",))
-            meta.checksum = digest["sha256"].hex()
-        meta.uploaded = True
-        meta.error = None
-        meta.upload_time = time.monotonic() - t0
-        self._report(chunk)
-        self.journal.chunk_done(meta)
+        elapsed = time.monotonic() - t0
+        for c, meta in zip(group, metas, strict=True):
+            if not meta.checksum:
+                digest = await self.source.digest_range(c.offset, c.size, ("sha256",))
+                meta.checksum = digest["sha256"].hex()
+            meta.uploaded = True
+            meta.error = None
+            meta.upload_time = elapsed * c.size / max(1, end - first.offset)
+            self.journal.chunk_done(meta)
+        self._report(last)
+
+
+@dataclass(frozen=True)
+class _Digests:
+    """A request's digests (over [start, end)) and the SHA-256 of each whole chunk in it."""
+
+    start: int
+    end: int
+    digests: dict[str, bytes]
+    sums: dict[int, str]

@@ -6,6 +6,8 @@ the I/O and keeps the upload URLs.
 
 from __future__ import annotations
 
+import asyncio
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urljoin
 
@@ -18,6 +20,22 @@ from ..protocols.http import error_for_status, parse_repr_digest
 from .base import Body, RemoteFile, RemoteUpload, SourceInfo, Target
 from .capabilities import Capabilities
 from .http import body_payload, request
+
+#: Partial uploads created at the same time (each is one small POST).
+CREATE_AT_ONCE = 8
+
+
+def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
+    """The errors of a group, TargetErrors first (they say what the server refused)."""
+    flat: list[BaseException] = []
+    stack: list[BaseException] = [group]
+    while stack:
+        e = stack.pop()
+        if isinstance(e, BaseExceptionGroup):
+            stack.extend(reversed(e.exceptions))
+        else:
+            flat.append(e)
+    yield from sorted(flat, key=lambda e: not isinstance(e, TargetError))
 
 
 class TusTarget(Target):
@@ -169,15 +187,32 @@ class TusUpload(RemoteUpload):
 
     # -- RemoteUpload ---------------------------------------------------------------------
     async def create(self) -> None:
-        for part in self._plan.parts:
-            if part.index in self._part_urls or self._use_creation_with_upload(part):
-                continue
+        """Create every part not created yet, several at once (one round trip, not one each)."""
+        todo = [
+            p
+            for p in self._plan.parts
+            if p.index not in self._part_urls and not self._use_creation_with_upload(p)
+        ]
+        gate = asyncio.Semaphore(CREATE_AT_ONCE)
+
+        async def one(part: Part) -> None:
             what = "POST (create upload)"
             headers = self._t.headers(self._creation_headers(part.size, partial=not self._single))
-            async with request(self._http, "POST", self._t.url, what, headers=headers) as r:
+            async with gate, request(self._http, "POST", self._t.url, what, headers=headers) as r:
                 if r.status != 201:
                     raise error_for_status(r.status, r.headers, what, await r.text())
                 self._part_urls[part.index] = self._location(r, what)
+
+        if len(todo) == 1:
+            await one(todo[0])
+            return
+        try:
+            async with asyncio.TaskGroup() as tg:
+                for part in todo:
+                    tg.create_task(one(part))
+        except BaseExceptionGroup as group:
+            # The parts created so far are kept (state() lists them); a retry creates the rest.
+            raise next(iter(_leaves(group))) from None
 
     async def part_offset(self, part: Part) -> int:
         url = self._part_urls.get(part.index)
