@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-READ_SIZE = 16 * 1024  # one read; small, so the buckets meter smoothly and fairly
+READ_SIZE = 64 * 1024  # one read: small enough to meter smoothly, big enough to keep up
 MIN_LINE_BYTES = 256 * 1024  # the least a delay line holds before it pushes back
 
 

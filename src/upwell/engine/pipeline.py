@@ -260,6 +260,7 @@ class Pipeline:
             await hashing
             await source.check_unchanged()
             tracker.update_progress(task_id, stage="finalizing", message="Finalizing upload")
+            remote.reporter = functools.partial(_say, tracker, task_id)
             remote_file: RemoteFile = await self._retrying(remote.finish)
             await journal.state_changed(remote.state(), plan)
         except asyncio.CancelledError:
@@ -329,6 +330,10 @@ class Pipeline:
             raise _first_cause(group) from None
         finally:
             job.on_sent = job.on_error = None
+
+
+def _say(tracker: ProgressTracker, task_id: str, message: str) -> None:
+    tracker.update_progress(task_id, message=message, force=True)
 
 
 def _first_cause(group: BaseExceptionGroup[BaseException]) -> BaseException:

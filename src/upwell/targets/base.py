@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -49,6 +50,14 @@ class RemoteFile:
 
 class RemoteUpload(ABC):
     """One file's upload at a target. Methods raise TargetError (retryable or not)."""
+
+    #: Where the upload says what the target is doing while the engine waits on it (e.g.
+    #: "the service is processing the file"); the engine puts it into the progress stream.
+    reporter: Callable[[str], None] | None = None
+
+    def report(self, message: str) -> None:
+        if self.reporter is not None:
+            self.reporter(message)
 
     @abstractmethod
     async def create(self) -> None:
