@@ -246,18 +246,30 @@ class Pipeline:
                 algorithms,
                 journal,
                 sizer,
+                follow_parts=caps.part_digests or not plan.parallel,
             )
-            # The whole-file hash reads the file in order in a thread of its own, beside the
-            # chunk hashes that must precede each request: two cores, two hashes at once.
-            hashing = asyncio.ensure_future(
-                asyncio.to_thread(source.hash_range, 0, source.size, [file_hash])
+            # Of parallel parts, the whole-file hash reads the file in order in a thread of
+            # its own, beside the request hashes: two cores, two hashes at once. One part's
+            # hash, followed as its requests are hashed, is the file's: no second read.
+            hashing = (
+                asyncio.ensure_future(
+                    asyncio.to_thread(source.hash_range, 0, source.size, [file_hash])
+                )
+                if plan.parallel
+                else None
             )
             try:
                 await self._send_parts(job, plan)
             except BaseException:
-                hashing.cancel()
+                if hashing is not None:
+                    hashing.cancel()
                 raise
-            await hashing
+            if hashing is not None:
+                await hashing
+            elif 0 in job.part_hashes:
+                file_hash = job.part_hashes[0]
+            else:  # everything was at the target already: read the file once, now
+                await asyncio.to_thread(source.hash_range, 0, source.size, [file_hash])
             await source.check_unchanged()
             tracker.update_progress(task_id, stage="finalizing", message="Finalizing upload")
             remote.reporter = functools.partial(_say, tracker, task_id)
@@ -375,6 +387,7 @@ class _PartJob:
         algorithms: tuple[str, ...],
         journal: Journal,
         sizer: RequestSizer,
+        follow_parts: bool = False,
     ) -> None:
         self.p = pipeline
         self.source = source
@@ -388,22 +401,38 @@ class _PartJob:
         self.task_id = task_id
         self.algorithms = algorithms
         self.sizer = sizer
+        self.follow_parts = follow_parts
+        self.part_hashes: dict[int, Any] = {}  # part index -> SHA-256 of the whole part
         self.on_sent: Callable[[], None] | None = None  # after each slice handed out
         self.on_error: Callable[[], object] | None = None  # after a failed request
 
-    async def _digest(self, start: int, group: list[Chunk]) -> _Digests:
+    async def _digest(self, start: int, group: list[Chunk], part: Any | None = None) -> _Digests:
         """The request's digests over [start, end of group) and each whole chunk's SHA-256,
-        from one read of each slice."""
+        from one read of each slice; `part` (a hasher over the part up to `start`, copied
+        here) goes on over the request's bytes too."""
         end = group[-1].end
-        whole = {a: hashlib.new(a) for a in self.algorithms}
+        part = part.copy() if part is not None else None
+        # Each whole chunk's SHA-256 (the journal's); the request's own digests for the
+        # target's checksum algorithms. A request of one whole chunk shares its SHA-256.
+        single = len(group) == 1 and start == group[0].offset
         per: dict[int, Any] = {}
+        whole: dict[str, Any] = {}
+        for c in group:
+            if max(c.offset, start) == c.offset:
+                per[c.index] = hashlib.sha256()
+        for a in self.algorithms:
+            if a == "sha256" and single:
+                whole[a] = per[group[0].index]
+            elif a != "sha256" or "sha256" in self.caps.checksum_algorithms:
+                whole[a] = hashlib.new(a)
         lanes: list[tuple[int, int, list[Any]]] = []
         for c in group:
             lo = max(c.offset, start)
-            hashers: list[Any] = list(whole.values())
-            if lo == c.offset and len(group) > 1:
-                per[c.index] = hashlib.sha256()
+            hashers: list[Any] = [h for h in whole.values() if not (single and h is per[c.index])]
+            if c.index in per:
                 hashers.append(per[c.index])
+            if part is not None:
+                hashers.append(part)
             lanes.append((lo, c.end - lo, hashers))
 
         def work() -> None:
@@ -413,9 +442,7 @@ class _PartJob:
         await asyncio.to_thread(work)
         digests = {a: h.digest() for a, h in whole.items()}
         sums = {i: h.hexdigest() for i, h in per.items()}
-        if len(group) == 1 and start == group[0].offset:
-            sums[group[0].index] = digests["sha256"].hex()
-        return _Digests(start, end, digests, sums)
+        return _Digests(start, end, digests, sums, part)
 
     def _report(self, chunk: Chunk) -> None:
         c = self.counters
@@ -432,6 +459,14 @@ class _PartJob:
         if pos > part.offset:
             await self._verify_prefix(part, pos)
         todo = [c for c in part.chunks if c.end > pos]
+        # The part's own SHA-256, followed request by request, for targets that can check
+        # each stored part, and as the file's when it is the only part (a resumed part
+        # re-reads what it already holds, once).
+        part_hash: Any = hashlib.sha256() if self.follow_parts else None
+        if part_hash is not None and todo and pos > part.offset:
+            await asyncio.to_thread(
+                self.source.hash_range, part.offset, pos - part.offset, [part_hash]
+            )
         i = 0
         nxt: asyncio.Future[_Digests] | None = None
 
@@ -443,18 +478,24 @@ class _PartJob:
                 group = group_at(i)
                 start = max(group[0].offset, pos)
                 if nxt is None:
-                    nxt = asyncio.ensure_future(self._digest(start, group))
+                    nxt = asyncio.ensure_future(self._digest(start, group, part_hash))
                 d = await nxt
                 nxt = None
                 if d.start != start or d.end != group[-1].end:
                     # The sizer changed its mind since this was hashed ahead: hash again.
-                    d = await self._digest(start, group)
+                    d = await self._digest(start, group, part_hash)
+                part_hash = d.part
                 if i + len(group) < len(todo):
                     # Hash the next request while this one is on the wire.
                     ahead = group_at(i + len(group))
-                    nxt = asyncio.ensure_future(self._digest(ahead[0].offset, ahead))
-                await self._send_request(part, group, d)
+                    nxt = asyncio.ensure_future(self._digest(ahead[0].offset, ahead, part_hash))
+                ends_part = group[-1].end == part.end
+                await self._send_request(
+                    part, group, d, part_hash.digest() if ends_part and part_hash else None
+                )
                 i += len(group)
+            if part_hash is not None and (todo or pos == part.offset):
+                self.part_hashes[part.index] = part_hash
         finally:
             if nxt is not None:
                 nxt.cancel()
@@ -487,7 +528,9 @@ class _PartJob:
             self.compressible[chunk.index] = worth
         return gzip_compressor() if worth else None
 
-    async def _send_request(self, part: Part, group: list[Chunk], d: _Digests) -> None:
+    async def _send_request(
+        self, part: Part, group: list[Chunk], d: _Digests, part_sha256: bytes | None
+    ) -> None:
         """Send [d.start, end of group), retrying from wherever the target says it stands."""
         first, last = group[0], group[-1]
         end = last.end
@@ -551,6 +594,7 @@ class _PartJob:
                 stream=stream,
                 digests=digests,
                 encoding="gzip" if compressor is not None else None,
+                part_sha256=part_sha256,
             )
             started = time.monotonic()
             try:
@@ -609,3 +653,4 @@ class _Digests:
     end: int
     digests: dict[str, bytes]
     sums: dict[int, str]
+    part: Any | None = None  # the part's SHA-256 over [part start, end), when followed

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ..errors import ProtocolError
+from .digests import RunningDigests
 from .ids import new_upload_id
 from .locks import Lease, Locker, UploadLockedError
 from .settings import ServerSettings
@@ -75,6 +76,7 @@ class Uploads:
         self._locker = locker
         self._now = now
         self._writers = 0  # requests appending right now; they share the write buffer budget
+        self._digests = RunningDigests()
 
     async def get(self, upload_id: str) -> Upload:
         """The upload; 404 when unknown, 410 when it expired unfinished."""
@@ -209,6 +211,7 @@ class Uploads:
         batch_limit = self._batch_limit()
         interrupted: BodyInterrupted | None = None
         overflow = False
+        running = self._digests.begin(upload.id, upload.offset)
         try:
             while chunk := await body.read():
                 received += len(chunk)
@@ -219,12 +222,18 @@ class Uploads:
                 batch_size += len(chunk)
                 lease.touch(received)
                 if batch_size >= batch_limit or len(batch) >= MAX_BATCH_BUFFERS:
+                    await running.feed(batch)
                     await writer.write(batch)
                     batch, batch_size = [], 0
                     batch_limit = self._batch_limit()
+            await running.feed(batch)
+            hasher = await running.done()
         except BodyInterrupted as exc:
             interrupted = exc
+            await running.feed(batch)
+            hasher = await running.done()
         except BaseException:
+            running.cancel()
             await writer.finish([], keep=False)
             raise
         # A cut-off body keeps what arrived, unless a checksum covered the whole of it.
@@ -239,6 +248,12 @@ class Uploads:
         updated = replace(
             updated, expires=None if updated.completed else now + self._settings.expiry
         )
+        digest = self._digests.commit(upload.id, upload.offset, running, hasher, appended.kept)
+        if updated.completed:
+            self._digests.forget(upload.id)
+            if digest is not None:
+                # The last byte landed: its digest is known without reading anything back.
+                updated = replace(updated, sha256=digest.hex())
         await self._state.update(updated)
         if interrupted is not None:
             raise ProtocolError(
@@ -307,6 +322,7 @@ class Uploads:
             await self._forget(upload_id)
 
     async def _forget(self, upload_id: str) -> None:
+        self._digests.forget(upload_id)
         await self._state.delete(upload_id)
         await self._storage.delete(upload_id)
 

@@ -35,6 +35,9 @@ class Body:
     stream: FileSlices
     digests: dict[str, bytes] = field(default_factory=dict)
     encoding: str | None = None
+    #: On the request that ends a part: the SHA-256 of the whole part as the file holds it,
+    #: for a target that can compare it with what it stored (None: not known).
+    part_sha256: bytes | None = None
 
 
 @dataclass(frozen=True)

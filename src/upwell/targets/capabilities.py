@@ -15,6 +15,8 @@ class Capabilities:
       in one request and retried whole (S3, OpenAI Uploads).
     - `granularity`: every chunk but the last must be a multiple of this.
     - `min_part_size`: every part but the last must be at least this.
+    - `part_digests`: the target may compare each part's SHA-256 (`Body.part_sha256`, on the
+      request that ends the part) with what it stored, so the engine computes it.
     """
 
     parallel_parts: bool = False
@@ -27,3 +29,4 @@ class Capabilities:
     granularity: int = 1
     max_parts: int | None = None
     max_chunk_size: int | None = None
+    part_digests: bool = False

@@ -14,7 +14,7 @@ from urllib.parse import urljoin
 import aiohttp
 
 from ..engine.planner import Part, Plan
-from ..errors import ProtocolError, TargetError, UploadGone
+from ..errors import IntegrityError, ProtocolError, TargetError, UploadGone
 from ..protocols import tus
 from ..protocols.http import error_for_status, parse_repr_digest
 from .base import Body, RemoteFile, RemoteUpload, SourceInfo, Target
@@ -90,6 +90,7 @@ class TusTarget(Target):
             checksum_algorithms=(algorithm,) if algorithm else (),
             compression=tuple(e for e in info.accept_encodings if e == "gzip"),
             max_size=info.max_size,
+            part_digests=True,
         )
         return self._caps
 
@@ -137,6 +138,9 @@ class TusUpload(RemoteUpload):
         self._final_url: str | None = state.get("final")
         caps_algos = (target._caps.checksum_algorithms if target._caps else ()) or ()
         self._checksum = caps_algos[0] if caps_algos else None
+        # Parts whose stored SHA-256 (Repr-Digest on the request that completed them) matched
+        # the client's: when all are, the assembled file needs no read-back to be trusted.
+        self._verified: set[int] = set()
 
     # -- helpers --------------------------------------------------------------------------
     def _metadata(self) -> str:
@@ -247,7 +251,7 @@ class TusUpload(RemoteUpload):
                 self._part_urls[part.index] = self._location(r, what)
                 if "Upload-Offset" not in r.headers:
                     return await self.part_offset(part)
-                return self._read_offset(r, what)
+                return self._check_part(part, body, self._read_offset(r, what), r, what)
         what = f"PATCH at offset {body.offset}"
         headers = self._t.headers({"Upload-Offset": str(rel), **self._body_headers(body)})
         async with request(self._http, "PATCH", url, what, headers=headers, data=data) as r:
@@ -257,7 +261,25 @@ class TusUpload(RemoteUpload):
                 )
             if r.status != 204 and r.status != 200:
                 raise error_for_status(r.status, r.headers, what, await r.text())
-            return self._read_offset(r, what)
+            return self._check_part(part, body, self._read_offset(r, what), r, what)
+
+    def _check_part(
+        self, part: Part, body: Body, rel: int, response: aiohttp.ClientResponse, what: str
+    ) -> int:
+        """A part just completed: compare the server's digest of it, when it sent one, with
+        the client's; a mismatch means the stored part is not the file's bytes."""
+        if rel != part.size or body.part_sha256 is None:
+            return rel
+        stored = parse_repr_digest(response.headers.get("Repr-Digest"))
+        if stored is None:
+            return rel
+        if stored != body.part_sha256:
+            raise IntegrityError(
+                f"{what}: the server stored part {part.index} with SHA-256 {stored.hex()[:12]}…, "
+                f"but the file's bytes hash to {body.part_sha256.hex()[:12]}…"
+            )
+        self._verified.add(part.index)
+        return rel
 
     async def finish(self) -> RemoteFile:
         if self._single:
@@ -283,8 +305,11 @@ class TusUpload(RemoteUpload):
         return RemoteFile(uri=url, name=name, size=self._plan.file_size, sha256=sha256)
 
     def _needs_file_check(self) -> bool:
-        """Per-request checksums prove every byte of a single upload; a file the server
-        assembled from parts, or one sent without checksums, is checked whole."""
+        """Per-request checksums prove every byte of a single upload, and the server's digest
+        of each part proves the parts; a file assembled from parts not all proven that way,
+        or one sent without checksums, is checked whole (the server reads it back)."""
+        if all(p.index in self._verified for p in self._plan.parts):
+            return False
         return not self._single or self._checksum is None
 
     async def _stored_sha256(self, url: str) -> str | None:
