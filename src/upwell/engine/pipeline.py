@@ -16,7 +16,7 @@ import logging
 import mimetypes
 import os
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -219,10 +219,16 @@ class Pipeline:
                 inflight={p.index: 0 for p in plan.parts},
             )
             if journal.resume_state:
-                for part in plan.parts:
-                    counters.confirmed[part.index] = await self._retrying(
-                        functools.partial(remote.part_offset, part)
-                    )
+                # Ask where every part stands, several at once (one round trip, not one each).
+                gate = asyncio.Semaphore(8)
+
+                async def where(part: Part) -> None:
+                    async with gate:
+                        counters.confirmed[part.index] = await self._retrying(
+                            functools.partial(remote.part_offset, part)
+                        )
+
+                await _all(where(part) for part in plan.parts)
             chunks = {c.index: ChunkMetadata(c.index, c.offset, c.size) for c in plan.chunks}
             file_hash = hashlib.sha256()
             algorithms = tuple(dict.fromkeys(("sha256", *caps.checksum_algorithms)))
@@ -342,6 +348,16 @@ class Pipeline:
             raise _first_cause(group) from None
         finally:
             job.on_sent = job.on_error = None
+
+
+async def _all(coros: Iterable[Coroutine[Any, Any, None]]) -> None:
+    """Run coroutines at once; the first failure (upwell's own first) is the one raised."""
+    try:
+        async with asyncio.TaskGroup() as tg:
+            for c in coros:
+                tg.create_task(c)
+    except BaseExceptionGroup as group:
+        raise _first_cause(group) from None
 
 
 def _say(tracker: ProgressTracker, task_id: str, message: str) -> None:
