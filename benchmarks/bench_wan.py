@@ -310,8 +310,9 @@ def main(argv: list[str] | None = None) -> int:
     text, data = report(results, args, size)
     if not quick:
         write_section(args.output, "wan", text)
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(data, indent=1) + "\n")
+    out = RESULTS.with_name("wan-quick.json") if quick else RESULTS
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(data, indent=1) + "\n")
     print(text)
     return 1 if any(r.error for r in results) else 0
 
