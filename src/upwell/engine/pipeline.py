@@ -336,7 +336,10 @@ class Pipeline:
 
                 def top_up() -> None:
                     nonlocal running
-                    while running < control.sample(job.counters.sent) and queue:
+                    before = control.target
+                    if control.sample(job.counters.sent) != before:
+                        log.debug("%s: %d streams", job.source.path.name, control.target)
+                    while running < control.target and queue:
                         running += 1
                         tg.create_task(stream())
 

@@ -22,7 +22,7 @@ from .capabilities import Capabilities
 from .http import body_payload, request
 
 #: Partial uploads created at the same time (each is one small POST).
-CREATE_AT_ONCE = 8
+CREATE_AT_ONCE = 32
 
 
 def _leaves(group: BaseExceptionGroup[BaseException]) -> Iterator[BaseException]:
