@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .cli_gemini import emulate, files
+from .cli_openai import emulate_openai
 from .cli_run import hold_gc_for_startup, run_command
+from .cli_serve import forward_targets, gateway_options, gateway_settings
 from .cli_types import RATE, SIZE, AutoOr
 from .config import DEFAULT_TARGET, Settings
 from .errors import ConfigError, SessionError, UpwellError
@@ -56,18 +58,26 @@ def cli(verbose: int) -> None:
     help="Where the upload state (SQLite) and bytes are kept.",
 )
 @click.option("--max-size", type=SIZE, default=None, help="Largest upload accepted (e.g. 10GiB).")
-def serve(host: str, port: int, data_dir: Path, max_size: int | None) -> int:
-    """Run the tus upload server (embedded: SQLite + local disk)."""
+@gateway_options
+def serve(host: str, port: int, data_dir: Path, max_size: int | None, **gateway: Any) -> int:
+    """Run the upload server: tus, POST /upload, the catalog, events, forwarding, metrics."""
     from .server.runner import serve_forever
     from .server.settings import ServerSettings
 
     logging.basicConfig(level=logging.INFO, format="upwell serve: %(message)s", stream=sys.stderr)
     try:
-        settings = ServerSettings(host=host, port=port, data_dir=data_dir, max_size=max_size)
+        settings = ServerSettings(
+            host=host,
+            port=port,
+            data_dir=data_dir,
+            max_size=max_size,
+            **gateway_settings(gateway),
+        )
+        forwards = forward_targets(gateway)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
     try:
-        run_command(serve_forever(settings))
+        run_command(serve_forever(settings, forwards))
     except OSError as exc:
         raise click.ClickException(
             f"cannot serve on {host}:{port}: {exc.strerror or exc}"
@@ -82,7 +92,8 @@ def serve(host: str, port: int, data_dir: Path, max_size: int | None) -> int:
     "target",
     default=None,
     metavar="URL",
-    help=f"tus endpoint URL, or 'gemini' (default: $UPWELL_TARGET, then {DEFAULT_TARGET}).",
+    help="tus endpoint URL, gemini, openai, kimi, glm, s3://bucket/key or supabase://bucket/path "
+    f"(default: $UPWELL_TARGET, then {DEFAULT_TARGET}).",
 )
 @click.option(
     "--chunk-size",
@@ -105,6 +116,13 @@ def serve(host: str, port: int, data_dir: Path, max_size: int | None) -> int:
 @click.option("--session-id", default=None, help="Resume (or name) this session; one file only.")
 @click.option("--no-resume", is_flag=True, help="Start over even if an earlier run was cut off.")
 @click.option("--json", "as_json", is_flag=True, help="Write NDJSON progress to stdout.")
+@click.option("--upsert", is_flag=True, help="Replace an existing object (supabase:// targets).")
+@click.option(
+    "--purpose", default=None, help="openai/kimi/glm: the file's purpose (default per provider)."
+)
+@click.option(
+    "--multipart", is_flag=True, help="openai: use the Uploads API (parts) whatever the size."
+)
 def upload(
     paths: tuple[Path, ...],
     target: str | None,
@@ -115,6 +133,9 @@ def upload(
     session_id: str | None,
     no_resume: bool,
     as_json: bool,
+    upsert: bool,
+    purpose: str | None,
+    multipart: bool,
 ) -> int:
     """Upload PATHS (several files go at once); a cut-off run resumes when run again."""
     from .memory import return_large_buffers_to_os
@@ -135,7 +156,16 @@ def upload(
         )
         if session_id is not None:
             check_session_id(session_id)
-        uploader = ResumableUploader(settings=settings, max_files=max_files, resume=not no_resume)
+        resolved = None
+        if upsert or purpose is not None or multipart:
+            from .targets.resolve import resolve_target
+
+            resolved = resolve_target(
+                settings.target, purpose=purpose, multipart=multipart or None, upsert=upsert
+            )
+        uploader = ResumableUploader(
+            settings=settings, target=resolved, max_files=max_files, resume=not no_resume
+        )
     except (ConfigError, SessionError) as exc:
         raise click.UsageError(str(exc)) from None
     results = run_command(_run_uploads(uploader, list(paths), as_json, session_id))
@@ -328,6 +358,7 @@ def sessions_cleanup(session_dir: Path) -> int:
     return 0
 
 
+emulate.add_command(emulate_openai)
 cli.add_command(emulate)
 cli.add_command(files)
 

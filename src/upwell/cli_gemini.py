@@ -1,7 +1,9 @@
-"""`upwell emulate gemini` and `upwell files list|get|rm`: click commands for `upwell.cli`.
+"""`upwell emulate gemini` and `upwell files list|get|content|rm`: click commands for
+`upwell.cli`.
 
-The API key comes from $GEMINI_API_KEY (never from an argument, where `ps` and shell history
-would show it). Errors are one line; exit codes as for `upwell`: 0 ok, 1 failed, 2 usage.
+Keys come from the target's variable ($GEMINI_API_KEY, $OPENAI_API_KEY, ...), never from an
+argument, where `ps` and shell history would show them. Errors are one line; exit codes as for
+`upwell`: 0 ok, 1 failed, 2 usage.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from .config import format_size
 from .errors import ConfigError, UpwellError
 
 if TYPE_CHECKING:
-    from .protocols.google_resumable import GeminiFile
+    from .targets.base import FileService, RemoteFile
 
 T = TypeVar("T")
 
@@ -188,28 +190,30 @@ def emulate_gemini(
 # -- upwell files ---------------------------------------------------------------------------
 _to = click.option(
     "--to",
+    "--provider",
     "to",
     default="gemini",
     show_default=True,
     metavar="TARGET",
-    help="Where the files are (only 'gemini' has files to manage).",
+    help="Where the files are: gemini, openai, kimi or glm (keys from the environment).",
 )
 _json = click.option("--json", "as_json", is_flag=True, help="Write JSON to stdout.")
 
 
-def _run(to: str, work: Callable[[Any, Any], Awaitable[T]]) -> T:
-    """Run `work(target, http)` against the Gemini target named by `to` and the environment."""
-    from .targets.gemini import GeminiTarget
+def _run(to: str, work: Callable[[FileService, Any], Awaitable[T]]) -> T:
+    """Run `work(target, http)` against the file service named by `to` and the environment."""
+    from .targets.base import FileService
     from .targets.http import new_session
     from .targets.resolve import resolve_target
 
-    if to != "gemini":
-        raise click.UsageError(f"--to {to!r}: files can only be managed at 'gemini'")
     try:
-        target = resolve_target("gemini")
+        target = resolve_target(to)
     except ConfigError as exc:
         raise click.UsageError(str(exc)) from None
-    assert isinstance(target, GeminiTarget)
+    if not isinstance(target, FileService):
+        raise click.UsageError(
+            f"--to {to!r}: that target keeps no files to manage; use gemini, openai, kimi or glm"
+        )
 
     async def main() -> T:
         async with new_session(connections=4, connect_timeout=30, read_timeout=120) as http:
@@ -221,15 +225,16 @@ def _run(to: str, work: Callable[[Any, Any], Awaitable[T]]) -> T:
         raise click.UsageError(str(exc)) from None
 
 
-def _line(f: GeminiFile) -> str:
-    return "  ".join(
-        [f.name, format_size(f.size).rjust(10), f.state.ljust(10), f.display_name or "-", f.uri]
-    )
+def _line(f: RemoteFile) -> str:
+    x = f.extra
+    state = str(x.get("state") or x.get("status") or "-")
+    label = str(x.get("display_name") or x.get("filename") or "-")
+    return "  ".join([f.name, format_size(f.size).rjust(10), state.ljust(10), label, f.uri])
 
 
 @click.group()
 def files() -> None:
-    """List, show and delete files at the Gemini Files API (key: $GEMINI_API_KEY)."""
+    """List, show, read and delete files at a provider's files API (gemini, openai, kimi, glm)."""
 
 
 @files.command("list")
@@ -238,11 +243,11 @@ def files() -> None:
 @click.option("--page-size", default=100, show_default=True, type=click.IntRange(1, 100))
 @click.option("--limit", default=None, type=click.IntRange(1), help="Stop after N files.")
 def files_list(to: str, as_json: bool, page_size: int, limit: int | None) -> int:
-    """List the project's files, newest first (NDJSON with --json)."""
+    """List the files the key can see, newest first (NDJSON with --json)."""
 
-    async def work(target: Any, http: Any) -> int:
+    async def work(target: FileService, http: Any) -> int:
         count = 0
-        async for f in target.iter_files(http, page_size):
+        async for f in target.list_files(http, page_size):
             click.echo(json.dumps(f.summary()) if as_json else _line(f))
             count += 1
             if limit is not None and count >= limit:
@@ -257,19 +262,36 @@ def files_list(to: str, as_json: bool, page_size: int, limit: int | None) -> int
 @_json
 @click.argument("name")
 def files_get(to: str, as_json: bool, name: str) -> int:
-    """Show the file NAME (files/<id>, <id> or its URI)."""
+    """Show the file NAME (the provider's id, e.g. files/<id> or file-<id>, or its URI)."""
 
-    async def work(target: Any, http: Any) -> GeminiFile:
-        f: GeminiFile = await target.get_file(http, name)
-        return f
+    async def work(target: FileService, http: Any) -> RemoteFile:
+        return await target.get_file(http, name)
 
-    f = _run(to, work)
+    summary = _run(to, work).summary()
     if as_json:
-        click.echo(json.dumps(f.summary()))
+        click.echo(json.dumps(summary))
     else:
-        for key, value in f.summary().items():
+        for key, value in summary.items():
             if value is not None:
                 click.echo(f"{key}: {value}")
+    return 0
+
+
+@files.command("content")
+@_to
+@_json
+@click.argument("name")
+def files_content(to: str, as_json: bool, name: str) -> int:
+    """Print the text the provider extracted from file NAME (kimi, glm; openai for some)."""
+
+    async def work(target: FileService, http: Any) -> str:
+        return await target.file_content(http, name)
+
+    text = _run(to, work)
+    if as_json:
+        click.echo(json.dumps({"name": name, "content": text}))
+    else:
+        click.echo(text, nl=not text.endswith("\n"))
     return 0
 
 
@@ -280,7 +302,7 @@ def files_get(to: str, as_json: bool, name: str) -> int:
 def files_rm(to: str, as_json: bool, names: tuple[str, ...]) -> int:
     """Delete the files NAMES; goes on past failures, exit 1 if any failed."""
 
-    async def work(target: Any, http: Any) -> int:
+    async def work(target: FileService, http: Any) -> int:
         failed = 0
         for name in names:
             try:

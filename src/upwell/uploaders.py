@@ -127,7 +127,10 @@ class ChunkedUploader:
         self._owned_http = max(0, self._owned_http - 1)
         if self._owned_http == 0 and self._http is not None:
             http, self._http = self._http, None
-            await http.close()
+            try:
+                await self.target.close()
+            finally:
+                await http.close()
 
     # -- the work -------------------------------------------------------------------------
     async def _file_key(self, path: Path) -> FileKey | None:

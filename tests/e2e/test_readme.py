@@ -17,7 +17,14 @@ from tests.support.processes import UPWELL, free_port, serve_process, wait_http_
 README = Path(__file__).resolve().parents[2] / "README.md"
 BLOCKS = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
 # What each example prints when it worked, in README order.
-EXPECT = ["Uploaded: http://", "Done: http://", "True http://", "Done! File: http://", "files/"]
+EXPECT = [
+    "Uploaded: http://",
+    "Done: http://",
+    "True http://",
+    "Done! File: http://",
+    "files/",
+    "Kimi extracts the text of this file.",
+]
 
 
 @pytest.fixture(scope="module")

@@ -18,7 +18,9 @@ import pytest
 
 from .processes import free_port, wait_http_ok
 
-POSTGRES_DSN = os.environ.get("UPWELL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres")
+POSTGRES_DSN = os.environ.get(
+    "UPWELL_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 
 
 def in_ci() -> bool:

@@ -27,7 +27,7 @@ from upwell.engine.retry import RetryPolicy
 from upwell.errors import ConfigError, TargetError
 from upwell.progress import ProgressTracker
 from upwell.protocols import google_resumable as gr
-from upwell.targets.base import SourceInfo
+from upwell.targets.base import FileService, SourceInfo
 from upwell.targets.gemini import GeminiTarget
 from upwell.targets.resolve import resolve_target
 
@@ -479,10 +479,12 @@ async def test_files_get_list_and_delete_helpers(start_emu: EmuFactory, tmp_path
         names.append(r.file_name or "")
     target = emu.target()
     async with aiohttp.ClientSession() as http:
-        listed = [f.name async for f in target.iter_files(http, page_size=2)]
+        listed = [f.name async for f in target.list_files(http, page_size=2)]
         assert sorted(listed) == sorted(names)
+        assert isinstance(target, FileService)
         f = await target.get_file(http, names[0])
-        assert f.size == 5 and f.state == gr.STATE_ACTIVE and f.sha256
+        assert f.size == 5 and f.extra["state"] == gr.STATE_ACTIVE and f.sha256
+        assert f.summary()["display_name"] == "0.txt"
         same = await target.get_file(http, f.uri)
         assert same.name == f.name
         found = await target.find_file(http, f.name)
@@ -496,7 +498,9 @@ async def test_files_get_list_and_delete_helpers(start_emu: EmuFactory, tmp_path
             await target.get_file(http, "Not A Name")
         bad = emu.target(api_key="bad")
         with pytest.raises(TargetError, match="refused the API key"):
-            await bad.list_files(http)
+            [f async for f in bad.list_files(http)]
+        with pytest.raises(ConfigError, match="gemini does not serve file content"):
+            await target.file_content(http, names[1])
 
 
 # -- the seed guide's examples, as written, with GEMINI_BASE_URL at the emulator ----------

@@ -28,7 +28,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from aiohttp import web
 
@@ -464,7 +464,14 @@ async def _slow(emu: GeminiEmulator) -> None:
         await asyncio.sleep(emu.faults.delay)
 
 
-async def _stall(request: web.Request, emu: GeminiEmulator) -> bool:
+class Stallable(Protocol):
+    """What a stalled request needs of an emulator (the Gemini and OpenAI ones alike)."""
+
+    faults: FaultPlan
+    closing: asyncio.Event
+
+
+async def stall(request: web.Request, emu: Stallable) -> bool:
     """Hang without reading for `stall_seconds`; False as soon as the client is gone or the
     emulator shuts down. (An unread request pauses reading, so a client's death shows only
     when the kernel resets the connection: the stall may outlive it, but holds no lock.)"""
@@ -564,7 +571,7 @@ async def _chunk(
         )
     if fault == "stall":
         emu.faults.stalled.set()
-        if not await _stall(request, emu):
+        if not await stall(request, emu):
             return web.Response(status=499)  # the client went away
     async with up.lock:
         if up.id not in emu.uploads:

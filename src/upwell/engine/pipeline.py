@@ -62,10 +62,17 @@ class Journal:
     on_state: Callable[[dict[str, Any], Plan], Awaitable[None]] | None = None
     on_chunk: Callable[[ChunkMetadata], Awaitable[None]] | None = None
     _pending: set[asyncio.Future[None]] = field(default_factory=set, repr=False)
+    _plan: Plan | None = field(default=None, repr=False)
 
     async def state_changed(self, state: dict[str, Any], plan: Plan) -> None:
+        self._plan = plan
         if self.on_state is not None:
             await self.on_state(state, plan)
+
+    async def state_moved(self, state: dict[str, Any]) -> None:
+        """The target's state changed mid-upload (same plan as the last `state_changed`)."""
+        if self._plan is not None:
+            await self.state_changed(state, self._plan)
 
     def chunk_done(self, meta: ChunkMetadata) -> None:
         """Record an acknowledged chunk without holding up the next one (the target, not the
@@ -254,14 +261,21 @@ class Pipeline:
                 sizer,
                 follow_parts=caps.part_digests or not plan.parallel,
             )
-            # Of parallel parts, the whole-file hash reads the file in order in a thread of
-            # its own, beside the request hashes: two cores, two hashes at once. One part's
-            # hash, followed as its requests are hashed, is the file's: no second read.
+            # Of parallel parts (or when the target wants other whole-file digests), the
+            # whole-file hash reads the file in order in a thread of its own, beside the request
+            # hashes: two cores, two hashes at once. One part's hash, followed as its requests
+            # are hashed, is the file's: no second read. A file sent whole in one request needs
+            # no digest to be assembled.
+            whole = plan.parts[0].size == source.size and len(plan.parts[0].chunks) <= 1
+            wanted = () if whole else caps.file_digests
+            extra = {a: hashlib.new(a) for a in wanted if a != "sha256"}
             hashing = (
                 asyncio.ensure_future(
-                    asyncio.to_thread(source.hash_range, 0, source.size, [file_hash])
+                    asyncio.to_thread(
+                        source.hash_range, 0, source.size, [file_hash, *extra.values()]
+                    )
                 )
-                if plan.parallel
+                if plan.parallel or extra
                 else None
             )
             try:
@@ -276,6 +290,9 @@ class Pipeline:
                 file_hash = job.part_hashes[0]
             else:  # everything was at the target already: read the file once, now
                 await asyncio.to_thread(source.hash_range, 0, source.size, [file_hash])
+            if wanted:
+                digests = {a: h.digest() for a, h in extra.items()}
+                remote.file_digests({"sha256": file_hash.digest(), **digests})
             await source.check_unchanged()
             tracker.update_progress(task_id, stage="finalizing", message="Finalizing upload")
             remote.reporter = functools.partial(_say, tracker, task_id)
@@ -317,7 +334,10 @@ class Pipeline:
             await job.run(plan.parts[0])
             return
         cap = min(self._max_parallel, AUTO_MAX_STREAMS) if self._adaptive else self._max_parallel
-        control = StreamControl(cap, adaptive=self._adaptive, clock=self._clock)
+        adaptive = self._adaptive and job.caps.parallel_parts
+        if not job.caps.parallel_parts:
+            cap = 1  # parts of their own (one chunk each), but one after another
+        control = StreamControl(cap, adaptive=adaptive, clock=self._clock)
         self.streams = control
         queue = collections.deque(plan.parts)
         running = 0
@@ -635,6 +655,10 @@ class _PartJob:
                 self.counters.compressed_sent += end - pos
                 self.counters.compressed_wire += wire
             self.counters.confirmed[part.index] = rel
+            if not self.caps.append:
+                # A whole part landed: what the target answered for it (a part id) may be all
+                # a later run has to resume from, so journal the state now.
+                await self.journal.state_moved(self.remote.state())
             if part.offset + rel < end:
                 need_sync = True
                 raise TargetError(

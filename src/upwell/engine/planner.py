@@ -87,16 +87,20 @@ def plan_upload(
     With `max_parallel` > 1 and a target that takes parallel parts, the parts are a queue that
     streams pull from (how many streams is the pipeline's business); otherwise one part.
     """
+    if caps.whole_file_max is not None and file_size <= caps.whole_file_max:
+        whole = (Chunk(0, 0, file_size),) if file_size else ()
+        return Plan(file_size, file_size, (Part(0, 0, file_size, whole),))
     size = effective_chunk_size(file_size, caps, chunk_size)
     count = max(1, math.ceil(file_size / size)) if file_size else 0
     chunks = [
         Chunk(index=i, offset=i * size, size=min(size, file_size - i * size)) for i in range(count)
     ]
-    if not caps.parallel_parts or max_parallel <= 1 or count <= 1:
-        return Plan(file_size, size, (Part(0, 0, file_size, tuple(chunks)),))
-    if not caps.append:
+    if not caps.append and count > 1:
+        # A part is sent whole in one request: one chunk per part, whatever the parallelism.
         parts = tuple(Part(c.index, c.offset, c.size, (c,)) for c in chunks)
         return Plan(file_size, size, parts)
+    if not caps.parallel_parts or max_parallel <= 1 or count <= 1:
+        return Plan(file_size, size, (Part(0, 0, file_size, tuple(chunks)),))
     parts_list = _guided_parts(chunks)
     if min(p.size for p in parts_list[:-1]) < caps.min_part_size:
         return Plan(file_size, size, (Part(0, 0, file_size, tuple(chunks)),))

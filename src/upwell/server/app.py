@@ -6,17 +6,26 @@ import asyncio
 import contextlib
 import errno
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from typing import Any
 
 from aiohttp import hdrs, web
 
 from ..errors import ProtocolError
 from ..protocols import tus as tus_protocol
-from . import cors, pages, tus
+from . import cors, observe, pages, tus
+from .auth import auth_middleware
 from .cleanup import sweep_expired
 from .clock import Clock
+from .gateway import receive, routes
+from .gateway.events import EventBus, MemoryEventBus
+from .gateway.forwarding import ForwardPolicy, ForwardTarget
+from .gateway.keys import GATEWAY, METRICS, STREAMS
+from .gateway.limits import limits_middleware
+from .gateway.service import Gateway
 from .keys import SETTINGS, UPLOADS, WRITES
 from .locks import Locker, MemoryLocker
+from .metrics import Metrics, probe_loop_lag
 from .settings import ServerSettings
 from .state import SQLiteStateStore
 from .storage import FileByteStore
@@ -34,15 +43,28 @@ _Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def create_app(
-    settings: ServerSettings, *, clock: Clock | None = None, locker: Locker | None = None
+    settings: ServerSettings,
+    *,
+    clock: Clock | None = None,
+    locker: Locker | None = None,
+    forwards: Sequence[ForwardTarget] = (),
+    bus: EventBus | None = None,
 ) -> web.Application:
-    """The tus server at settings.base_path, GET of uploads, /healthz and a page at /."""
+    """The tus server at settings.base_path, GET of uploads, the gateway (POST /upload, the
+    catalog, events, forwarding to `forwards`), /metrics, /healthz, /readyz and a page at /."""
     clock = clock or Clock()
     app = web.Application(
-        middlewares=[_errors],
+        middlewares=[
+            observe.observe,
+            _errors,
+            auth_middleware(settings.tokens),
+            limits_middleware(),
+        ],
         client_max_size=CLIENT_MAX_SIZE,
         handler_args={
             "max_field_size": settings.max_field_size,
+            "max_line_size": settings.max_line_size,
+            "max_headers": settings.max_headers,
             "read_bufsize": settings.read_bufsize,
             # Compressed PATCH bodies are tus.request_body's decision, not aiohttp's.
             "auto_decompress": False,
@@ -50,16 +72,34 @@ def create_app(
     )
     app[SETTINGS] = settings
     app[WRITES] = set()
-    app.cleanup_ctx.append(_resources(settings, clock, locker))
+    streams: set[asyncio.Task[Any]] = set()
+    app[STREAMS] = streams
+    app[METRICS] = Metrics()
+    app.cleanup_ctx.append(_resources(settings, clock, locker, forwards, bus or MemoryEventBus()))
     app.on_response_prepare.append(_add_headers)
+    app.on_shutdown.append(_end_streams)
     tus.add_routes(app, settings.base_path)
+    routes.add_routes(app)
+    app.router.add_post("/upload", receive.post_upload)
+    app.router.add_get("/metrics", observe.metrics_page)
     app.router.add_get("/healthz", pages.healthz)
+    app.router.add_get("/readyz", observe.readyz)
     app.router.add_get("/", pages.index)
     return app
 
 
+async def _end_streams(app: web.Application) -> None:
+    streams: set[asyncio.Task[Any]] = app[STREAMS]
+    for task in list(streams):
+        task.cancel()
+
+
 def _resources(
-    settings: ServerSettings, clock: Clock, locker: Locker | None
+    settings: ServerSettings,
+    clock: Clock,
+    locker: Locker | None,
+    forwards: Sequence[ForwardTarget],
+    bus: EventBus,
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def resources(app: web.Application) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
@@ -67,6 +107,7 @@ def _resources(
             stack.push_async_callback(state.close)
             storage = await FileByteStore.open(settings.files_dir, settings.io_threads)
             stack.push_async_callback(storage.close)
+            gateway = Gateway(state, bus, app[METRICS], settings.base_path, clock.now)
             uploads = Uploads(
                 settings,
                 state,
@@ -76,16 +117,31 @@ def _resources(
                     settings.stale_writer_seconds, clock.monotonic, settings.lock_wait_seconds
                 ),
                 now=clock.now,
+                observer=gateway,
             )
             app[UPLOADS] = uploads
+            app[GATEWAY] = gateway
+            policy = ForwardPolicy(
+                max_attempts=settings.forward_attempts,
+                backoff=settings.forward_backoff,
+                concurrency=settings.forward_concurrency,
+                engine_retries=settings.forward_retries,
+                chunk_size=settings.forward_chunk_size,
+            )
+            gateway.attach(uploads, forwards, settings.forward_sessions_dir, policy)
+            assert gateway.forwarder is not None
+            await gateway.forwarder.start()
+            stack.push_async_callback(gateway.forwarder.close)
+            lag = asyncio.create_task(probe_loop_lag(app[METRICS]), name="upwell-loop-lag")
             sweeper = asyncio.create_task(
                 sweep_expired(uploads, settings.cleanup_interval, clock.sleep),
                 name="upwell-expiry-sweep",
             )
             yield
-            sweeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await sweeper
+            for task in (sweeper, lag):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
             # Connections are closed by now, so running writes end soon: let them commit.
             writes = app[WRITES]
             if writes:

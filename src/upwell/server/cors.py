@@ -7,6 +7,8 @@ from aiohttp import hdrs, web
 from ..protocols import tus
 
 ALLOWED_METHODS = "GET, HEAD, POST, PATCH, DELETE, OPTIONS"
+# Beyond tus: the page reads SSE with fetch and resumes with Last-Event-ID.
+GATEWAY_HEADERS = ("Last-Event-ID", "Accept", "Cache-Control")
 
 
 def allowed_origin(request: web.Request, origins: tuple[str, ...]) -> str | None:
@@ -30,7 +32,7 @@ def is_preflight(request: web.Request) -> bool:
 def preflight_headers(origin: str, max_age: int) -> dict[str, str]:
     return {
         hdrs.ACCESS_CONTROL_ALLOW_METHODS: ALLOWED_METHODS,
-        hdrs.ACCESS_CONTROL_ALLOW_HEADERS: ", ".join(tus.ALLOWED_HEADERS),
+        hdrs.ACCESS_CONTROL_ALLOW_HEADERS: ", ".join((*tus.ALLOWED_HEADERS, *GATEWAY_HEADERS)),
         hdrs.ACCESS_CONTROL_MAX_AGE: str(max_age),
     }
 

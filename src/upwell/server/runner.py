@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 
 from aiohttp import web
 
 from ..serving import running_app, stop_on_signals
 from .app import create_app
+from .auth import warn_if_open
+from .gateway.forwarding import ForwardTarget
 from .settings import ServerSettings
 
 log = logging.getLogger("upwell.server")
@@ -33,9 +35,13 @@ async def running_server(
         yield base + settings.base_path
 
 
-async def serve_forever(settings: ServerSettings) -> None:
+async def serve_forever(settings: ServerSettings, forwards: Sequence[ForwardTarget] = ()) -> None:
     """Serve until cancelled or sent SIGINT/SIGTERM, then shut down cleanly."""
-    async with stop_on_signals() as stop, running_server(settings) as url:
+    warn_if_open(settings.host, settings.tokens)
+    app = create_app(settings, forwards=forwards)
+    async with stop_on_signals() as stop, running_server(settings, app) as url:
         log.info("upwell serving tus uploads at %s (data in %s)", url, settings.data_dir)
+        if forwards:
+            log.info("forwarding finished uploads to %s", ", ".join(f.name for f in forwards))
         await stop.wait()
         log.info("upwell shutting down")

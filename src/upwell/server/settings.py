@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 
@@ -32,6 +32,21 @@ class ServerSettings:
     read_bufsize: int = 128 * 1024  # socket bytes buffered per connection before pausing
     io_threads: int = 16  # threads doing file I/O (writes, fsync, copies)
     max_field_size: int = 64 * 1024  # longest header value (Upload-Concat lists many URLs)
+    max_line_size: int = 8190  # longest request line or header line
+    max_headers: int = 128  # most header fields in one request
+    # The gateway: auth, limits, events, forwarding.
+    tokens: dict[str, str] = field(default_factory=dict, repr=False)  # token -> owner
+    max_uploads_per_owner: int | None = None  # upload bodies of one owner in flight at once
+    max_bytes_per_owner: int | None = None  # bytes one owner may store
+    body_idle_seconds: float = 60.0  # a request body silent this long is cut off
+    body_min_rate: int = 1024  # bytes/s a body must average over each rate window (0: off)
+    body_rate_window: float = 30.0  # seconds over which body_min_rate is measured
+    heartbeat_seconds: float = 15.0  # SSE comment sent when no event came for this long
+    forward_attempts: int = 5  # tries of each forward before it is marked failed
+    forward_backoff: float = 2.0  # seconds before a forward's second try; doubles after
+    forward_concurrency: int = 4  # forwards running at once
+    forward_chunk_size: int | None = None  # bytes per request to a forward target (None: auto)
+    forward_retries: int | None = None  # retries of one request within a forward attempt
 
     def __post_init__(self) -> None:
         if not (self.base_path.startswith("/") and self.base_path.endswith("/")):
@@ -46,6 +61,16 @@ class ServerSettings:
             raise ConfigError("lock_wait_seconds must not be negative")
         if self.stale_writer_seconds <= 0 or self.cleanup_interval <= 0:
             raise ConfigError("stale_writer_seconds and cleanup_interval must be positive")
+        for name in ("max_uploads_per_owner", "max_bytes_per_owner"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ConfigError(f"{name} must be at least 1, got {value}")
+        if self.body_idle_seconds <= 0 or self.body_rate_window <= 0 or self.body_min_rate < 0:
+            raise ConfigError("body deadlines must be positive (body_min_rate 0 turns it off)")
+        if self.heartbeat_seconds <= 0 or self.forward_backoff < 0:
+            raise ConfigError("heartbeat_seconds must be positive, forward_backoff not negative")
+        if self.forward_attempts < 1 or self.forward_concurrency < 1:
+            raise ConfigError("forward_attempts and forward_concurrency must be at least 1")
         if self.write_batch_bytes < 64 * 1024 or self.io_threads < 1:
             raise ConfigError("write_batch_bytes must be at least 64 KiB and io_threads >= 1")
 
@@ -56,3 +81,8 @@ class ServerSettings:
     @property
     def files_dir(self) -> Path:
         return self.data_dir / "files"
+
+    @property
+    def forward_sessions_dir(self) -> Path:
+        """Where the engine journals how far each forward's bytes got."""
+        return self.data_dir / "forwards"

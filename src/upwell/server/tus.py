@@ -20,6 +20,7 @@ from ..protocols import tus
 from ..protocols.http import format_repr_digest
 from .downloads import download
 from .encoding import ACCEPTED, decoded_body
+from .gateway.limits import guard_body
 from .ids import is_upload_id
 from .keys import SETTINGS, UPLOADS, WRITES
 from .state import Upload
@@ -100,7 +101,8 @@ def _forget_write(writes: set[asyncio.Task[Any]]) -> Callable[[asyncio.Task[Any]
 
 def request_body(request: web.Request) -> Body:
     """The PATCH/POST body as the bytes to append, decoded per its Content-Encoding."""
-    return decoded_body(RequestBody(request), request.headers.get("Content-Encoding", ""))
+    guarded = guard_body(RequestBody(request), request.app[SETTINGS])
+    return decoded_body(guarded, request.headers.get("Content-Encoding", ""))
 
 
 def _checksum(request: web.Request) -> Checksum | None:

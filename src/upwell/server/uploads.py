@@ -20,8 +20,9 @@ from ..errors import ProtocolError
 from .digests import RunningDigests
 from .ids import new_upload_id
 from .locks import Lease, Locker, UploadLockedError
+from .owners import current_owner
 from .settings import ServerSettings
-from .state import StateStore, Upload
+from .state import ANONYMOUS, StateStore, Upload
 from .storage import MAX_BATCH_BUFFERS, ByteStore, ByteWriter, Checksum
 
 log = logging.getLogger("upwell.server")
@@ -49,6 +50,36 @@ class Body(Protocol):
     def stop(self) -> None: ...
 
 
+class UploadObserver(Protocol):
+    """Told what happens to uploads (the catalog's events and metrics listen here)."""
+
+    async def receiving(self, upload: Upload, offset: int) -> None:
+        """Bytes of `upload` arrived; `offset` counts them (not yet durable). Must be cheap."""
+
+    async def changed(self, upload: Upload) -> None:
+        """The upload was created or its committed offset, length or digest changed."""
+
+    async def removed(self, upload: Upload) -> None:
+        """The upload and its bytes are gone (terminated, expired, or never finished)."""
+
+    def checksum_mismatch(self, upload: Upload) -> None:
+        """A body did not match its Upload-Checksum."""
+
+
+class _Unobserved:
+    async def receiving(self, upload: Upload, offset: int) -> None:
+        pass
+
+    async def changed(self, upload: Upload) -> None:
+        pass
+
+    async def removed(self, upload: Upload) -> None:
+        pass
+
+    def checksum_mismatch(self, upload: Upload) -> None:
+        pass
+
+
 def _noop() -> None:
     pass
 
@@ -69,8 +100,10 @@ class Uploads:
         storage: ByteStore,
         locker: Locker,
         now: Callable[[], datetime],
+        observer: UploadObserver | None = None,
     ) -> None:
         self._settings = settings
+        self.observer: UploadObserver = observer or _Unobserved()
         self._state = state
         self._storage = storage
         self._locker = locker
@@ -79,13 +112,22 @@ class Uploads:
         self._digests = RunningDigests()
 
     async def get(self, upload_id: str) -> Upload:
-        """The upload; 404 when unknown, 410 when it expired unfinished."""
+        """The upload; 404 when unknown (or another owner's), 410 when it expired unfinished."""
         upload = await self._state.get(upload_id)
-        if upload is None:
+        owner = current_owner.get()
+        if upload is None or (owner is not None and upload.owner != owner):
             raise ProtocolError(f"no upload {upload_id}", 404)
         if upload.expired(self._now()):
             raise ProtocolError(f"upload {upload_id} expired unfinished", 410)
         return upload
+
+    async def probe_state(self, upload_id: str) -> None:
+        """Ask the state store something (readiness); raises when it cannot answer."""
+        await self._state.get(upload_id)
+
+    async def probe_storage(self, upload_id: str) -> None:
+        """Ask the byte store something (readiness); raises when it cannot answer."""
+        await self._storage.segments(upload_id)
 
     async def segments(self, upload_id: str) -> list[Path] | None:
         """The local files that hold the upload's bytes in order (None: not on local disk)."""
@@ -120,11 +162,13 @@ class Uploads:
             created=now,
             expires=now + self._settings.expiry,
             concat="partial" if partial else None,
+            owner=current_owner.get() or ANONYMOUS,
         )
         if upload.completed:
             upload = replace(upload, expires=None)
         await self._storage.create(upload.id)
         await self._state.create(upload)
+        await self.observer.changed(upload)
         if body is None:
             return upload
         try:
@@ -143,9 +187,11 @@ class Uploads:
         length: int | None,
         body: Body,
         checksum: Checksum | None = None,
+        limit: int | None = None,
     ) -> Upload:
         """Append a PATCH body at `offset` (409 if it is not the upload's), setting a deferred
-        length when `length` is given."""
+        length when `length` is given. `limit` caps the upload's size below the server's
+        (an owner's quota)."""
         async with self._locker.hold(upload_id, body.stop) as lease:
             upload = await self.get(upload_id)
             if upload.concat == "final":
@@ -167,9 +213,22 @@ class Uploads:
                     f"Upload-Offset {offset} does not match the upload's offset {upload.offset}",
                     409,
                 )
-            return await self._append_locked(upload, body, checksum, lease)
+            return await self._append_locked(upload, body, checksum, lease, limit)
 
-    def _limit(self, upload: Upload) -> _Limit:
+    async def complete_deferred(self, upload_id: str) -> Upload:
+        """Fix a deferred upload's length at the bytes it holds: it is complete."""
+        async with self._locker.hold(upload_id, _noop):
+            upload = await self.get(upload_id)
+            if upload.length is not None:
+                raise ProtocolError(f"upload {upload_id} already has a length", 400)
+            done = replace(upload, length=upload.offset, expires=None)
+            await self._state.update(done)
+            await self.observer.changed(done)
+            return done
+
+    def _limit(self, upload: Upload, cap: int | None = None) -> _Limit:
+        if cap is not None and (upload.length is None or upload.length > cap):
+            return _Limit(cap - upload.offset, f"the owner's limit of {cap} bytes")
         if upload.length is not None:
             return _Limit(upload.length - upload.offset, f"Upload-Length {upload.length}")
         if self._settings.max_size is not None:
@@ -180,9 +239,14 @@ class Uploads:
         return _Limit(sys.maxsize, "")
 
     async def _append_locked(
-        self, upload: Upload, body: Body, checksum: Checksum | None, lease: Lease
+        self,
+        upload: Upload,
+        body: Body,
+        checksum: Checksum | None,
+        lease: Lease,
+        cap: int | None = None,
     ) -> Upload:
-        limit = self._limit(upload)
+        limit = self._limit(upload, cap)
         if body.declared is not None and body.declared > limit.remaining:
             raise ProtocolError(f"{body.declared} more bytes would exceed {limit.reason}", 413)
         writer = await self._storage.open_writer(upload.id, upload.offset, checksum)
@@ -226,6 +290,7 @@ class Uploads:
                     await writer.write(batch)
                     batch, batch_size = [], 0
                     batch_limit = self._batch_limit()
+                    await self.observer.receiving(upload, upload.offset + received)
             await running.feed(batch)
             hasher = await running.done()
         except BodyInterrupted as exc:
@@ -238,10 +303,13 @@ class Uploads:
             raise
         # A cut-off body keeps what arrived, unless a checksum covered the whole of it.
         keep = not overflow and (interrupted is None or checksum is None)
+        if keep and received:
+            await self.observer.receiving(upload, upload.offset + received)
         appended = await writer.finish(batch, keep=keep)
         if overflow:
             raise ProtocolError(f"the body is longer than {limit.reason} allows", 413)
         if appended.checksum_mismatch:
+            self.observer.checksum_mismatch(upload)
             raise ProtocolError("Upload-Checksum does not match the body; nothing was stored", 460)
         now = self._now()
         updated = replace(upload, offset=upload.offset + appended.kept)
@@ -255,6 +323,7 @@ class Uploads:
                 # The last byte landed: its digest is known without reading anything back.
                 updated = replace(updated, sha256=digest.hex())
         await self._state.update(updated)
+        await self.observer.changed(updated)
         if interrupted is not None:
             raise ProtocolError(
                 f"the body ended early ({interrupted}); "
@@ -282,8 +351,11 @@ class Uploads:
             for part_id in sorted(set(parts)):
                 await stack.enter_async_context(self._locker.hold(part_id, _noop))
             total = 0
+            owner = current_owner.get()
             for part_id in parts:
                 part = await self._state.get(part_id)
+                if part is not None and owner is not None and part.owner != owner:
+                    part = None
                 if part is None or part.expired(self._now()):
                     raise ProtocolError(f"partial upload {part_id} is unknown or expired", 400)
                 if part.concat != "partial":
@@ -307,24 +379,31 @@ class Uploads:
                     expires=None,
                     concat="final",
                     parts=tuple(parts),
+                    owner=owner or ANONYMOUS,
                 )
                 await self._state.create(upload)
             except BaseException:
                 await self._storage.delete(upload_id)
                 raise
+            await self.observer.changed(upload)
             return upload
 
     async def terminate(self, upload_id: str, stop: Callable[[], None] = _noop) -> None:
         """Delete the upload and its bytes (404 if unknown), stopping a PATCH still writing."""
         async with self._locker.hold(upload_id, stop, preempt=True):
-            if await self._state.get(upload_id) is None:
+            upload = await self._state.get(upload_id)
+            owner = current_owner.get()
+            if upload is None or (owner is not None and upload.owner != owner):
                 raise ProtocolError(f"no upload {upload_id}", 404)
             await self._forget(upload_id)
 
     async def _forget(self, upload_id: str) -> None:
         self._digests.forget(upload_id)
+        upload = await self._state.get(upload_id)
         await self._state.delete(upload_id)
         await self._storage.delete(upload_id)
+        if upload is not None:
+            await self.observer.removed(upload)
 
     async def purge_strays(self, grace: timedelta) -> int:
         """Delete bytes that no upload record names and that nothing touched for `grace`.

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,6 +11,7 @@ import aiohttp
 
 from ..engine.planner import Part, Plan
 from ..engine.reader import FileSlices
+from ..errors import ConfigError
 from .capabilities import Capabilities
 
 
@@ -50,6 +51,16 @@ class RemoteFile:
     sha256: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def summary(self) -> dict[str, Any]:
+        """A flat, JSON-ready view for programs and people (`upwell files --json`, MCP)."""
+        return {
+            "name": self.name,
+            "uri": self.uri,
+            "size": self.size,
+            "sha256": self.sha256,
+            **self.extra,
+        }
+
 
 class RemoteUpload(ABC):
     """One file's upload at a target. Methods raise TargetError (retryable or not)."""
@@ -86,6 +97,10 @@ class RemoteUpload(ABC):
     def state(self) -> dict[str, Any]:
         """JSON-ready state that lets a later process resume (upload URLs, part ids)."""
 
+    def file_digests(self, digests: dict[str, bytes]) -> None:  # noqa: B027
+        """Before `finish`: the whole file's digests that `Capabilities.file_digests` asked
+        for (md5 for OpenAI's Uploads API); ignored by targets that ask for none."""
+
 
 class Target(ABC):
     """A destination: discovers its capabilities once, then makes RemoteUploads."""
@@ -102,6 +117,11 @@ class Target(ABC):
     async def open(self, http: aiohttp.ClientSession) -> Capabilities:
         """Discover what the target can do (cached after the first call)."""
 
+    async def close(self) -> None:
+        """Release what `open` acquired besides the shared HTTP pool (an SDK client); the
+        target opens again on next use."""
+        return None
+
     async def still_has(self, http: aiohttp.ClientSession, file: RemoteFile) -> bool:
         """Whether a file an earlier run finished is still at the target (so a repeated upload
         can be skipped); targets that cannot tell say yes."""
@@ -116,3 +136,29 @@ class Target(ABC):
         state: dict[str, Any] | None = None,
     ) -> RemoteUpload:
         """A RemoteUpload for this file, resumed from `state` when given."""
+
+
+class FileService(ABC):
+    """What a target whose provider keeps files offers besides uploads (`upwell files`, MCP).
+
+    `name` is the provider's own id (`files/abc` at Gemini, `file-abc` at OpenAI) or, where
+    the provider has one, its URI. Methods raise TargetError (HTTP failures, a missing file)
+    or ConfigError (a malformed name)."""
+
+    @abstractmethod
+    def list_files(
+        self, http: aiohttp.ClientSession, page_size: int = 100
+    ) -> AsyncIterator[RemoteFile]:
+        """Every file the key can see, asked for `page_size` at a time where the API pages."""
+
+    @abstractmethod
+    async def get_file(self, http: aiohttp.ClientSession, name: str) -> RemoteFile:
+        """The file `name`."""
+
+    @abstractmethod
+    async def delete_file(self, http: aiohttp.ClientSession, name: str) -> None:
+        """Delete the file `name`."""
+
+    async def file_content(self, http: aiohttp.ClientSession, name: str) -> str:
+        """The text the provider extracted from file `name`; a ConfigError where it has none."""
+        raise ConfigError(f"{getattr(self, 'kind', 'this target')} does not serve file content")

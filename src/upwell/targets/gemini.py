@@ -29,7 +29,7 @@ from ..engine.retry import Sleep
 from ..errors import ConfigError, IntegrityError, ProtocolError, TargetError, UploadGone
 from ..protocols import google_resumable as gr
 from ..protocols.http import RETRYABLE_STATUSES, parse_retry_after
-from .base import Body, RemoteFile, RemoteUpload, SourceInfo, Target
+from .base import Body, FileService, RemoteFile, RemoteUpload, SourceInfo, Target
 from .capabilities import Capabilities
 from .http import body_payload, request
 
@@ -53,7 +53,7 @@ _PROJECT_USAGE: dict[tuple[str, str, bytes], _ProjectUsage] = {}
 log = logging.getLogger("upwell")
 
 
-class GeminiTarget(Target):
+class GeminiTarget(Target, FileService):
     """The Gemini Files API (or anything speaking it, such as `upwell emulate gemini`).
 
     Offsets are sequential in this protocol, so one file goes as one part; chunks are
@@ -173,8 +173,8 @@ class GeminiTarget(Target):
         )
 
     # -- files: get, list, delete -------------------------------------------------------
-    async def get_file(self, http: aiohttp.ClientSession, name: str) -> gr.GeminiFile:
-        """The File `name` (`files/<id>`, `<id>` or its URI)."""
+    async def get_gemini_file(self, http: aiohttp.ClientSession, name: str) -> gr.GeminiFile:
+        """The File resource `name` (`files/<id>`, `<id>` or its URI)."""
         name = _file_name(name)
         what = f"GET {name}"
         url = self.api_url(quote(name, safe="/"))
@@ -188,7 +188,7 @@ class GeminiTarget(Target):
         """The file `name` as a RemoteFile, or None when the service no longer has it (deleted,
         or expired after 48 h): lets a completed session check its result still stands."""
         try:
-            return remote_file(await self.get_file(http, name))
+            return await self.get_file(http, name)
         except TargetError as exc:
             if exc.status in (403, 404):
                 return None
@@ -197,7 +197,10 @@ class GeminiTarget(Target):
     async def still_has(self, http: aiohttp.ClientSession, file: RemoteFile) -> bool:
         return await self.find_file(http, file.name) is not None
 
-    async def list_files(
+    async def get_file(self, http: aiohttp.ClientSession, name: str) -> RemoteFile:
+        return remote_file(await self.get_gemini_file(http, name))
+
+    async def list_page(
         self, http: aiohttp.ClientSession, page_size: int = 100, page_token: str | None = None
     ) -> tuple[list[gr.GeminiFile], str | None]:
         """One page of the project's files and the next page's token."""
@@ -216,13 +219,13 @@ class GeminiTarget(Target):
         except (ValueError, ProtocolError) as exc:
             raise TargetError(f"{what}: unreadable answer ({exc})", retryable=True) from None
 
-    async def iter_files(
+    async def iter_gemini_files(
         self, http: aiohttp.ClientSession, page_size: int = 100
     ) -> AsyncIterator[gr.GeminiFile]:
-        """Every file of the project, page after page."""
+        """Every File resource of the project, page after page."""
         token: str | None = None
         while True:
-            files, token = await self.list_files(http, page_size, token)
+            files, token = await self.list_page(http, page_size, token)
             for f in files:
                 yield f
             if not token:
@@ -251,7 +254,7 @@ class GeminiTarget(Target):
                 usage.listed = True
                 try:
                     usage.used = 0
-                    async for f in self.iter_files(http):
+                    async for f in self.iter_gemini_files(http):
                         usage.used += f.size
                     usage.known = True
                 except TargetError as exc:
@@ -266,8 +269,13 @@ class GeminiTarget(Target):
                 )
             usage.used += size
 
+    async def list_files(
+        self, http: aiohttp.ClientSession, page_size: int = 100
+    ) -> AsyncIterator[RemoteFile]:
+        async for f in self.iter_gemini_files(http, page_size):
+            yield remote_file(f)
+
     async def delete_file(self, http: aiohttp.ClientSession, name: str) -> None:
-        """Delete the File `name`."""
         name = _file_name(name)
         what = f"DELETE {name}"
         url = self.api_url(quote(name, safe="/"))
@@ -284,10 +292,9 @@ def remote_file(file: gr.GeminiFile) -> RemoteFile:
         size=file.size,
         sha256=file.sha256,
         extra={
-            "mime_type": file.mime_type,
-            "display_name": file.display_name,
-            "state": file.state,
-            "expiration_time": file.expiration_time,
+            key: value
+            for key, value in file.summary().items()
+            if key not in ("name", "uri", "size", "sha256")
         },
     )
 
@@ -507,7 +514,7 @@ class GeminiUpload(RemoteUpload):
             else:
                 await self._t._sleep(min(delay, remaining))
                 delay = min(delay * 2, self._t.max_poll_interval)
-            file = await self._t.get_file(self._http, file.name)
+            file = await self._t.get_gemini_file(self._http, file.name)
             self._file = file
         if file.state == gr.STATE_FAILED:
             reason = (file.error or {}).get("message") or "no reason given"

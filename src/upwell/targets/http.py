@@ -11,6 +11,7 @@ from typing import Any
 import aiohttp
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.payload import Payload
+from yarl import URL
 
 from ..engine.reader import FileSlices
 from ..errors import TargetError
@@ -22,18 +23,30 @@ log = logging.getLogger("upwell")
 class FilePayload(Payload):
     """A request body read from a file range: by sendfile when the bytes go as they are on an
     ordinary socket, else slice by slice through aiohttp's writer (TLS, gzip). Unencoded, its
-    length is known, so the request carries Content-Length; encoded, it goes chunked."""
+    length is known, so the request carries Content-Length; encoded, it goes chunked. `head`
+    and `tail` are small bytes sent before and after the range (a multipart body's framing)."""
 
-    def __init__(self, slices: FileSlices, content_type: str) -> None:
+    def __init__(
+        self, slices: FileSlices, content_type: str, head: bytes = b"", tail: bytes = b""
+    ) -> None:
         super().__init__(slices, content_type=content_type)
         self._slices = slices
+        self._head = head
+        self._tail = tail
         if slices.unencoded:
-            self._size = slices.size
+            self._size = len(head) + slices.size + len(tail)
 
     def decode(self, encoding: str = "utf-8", errors: str = "strict") -> str:
         raise TypeError("a file body is not text")
 
     async def write(self, writer: AbstractStreamWriter) -> None:
+        if self._head:
+            await writer.write(self._head)
+        await self._write_range(writer)
+        if self._tail:
+            await writer.write(self._tail)
+
+    async def _write_range(self, writer: AbstractStreamWriter) -> None:
         slices = self._slices
         transport = writer.transport
         if slices.unencoded and transport is not None and _plain_socket(transport):
@@ -58,14 +71,16 @@ def _plain_socket(transport: asyncio.BaseTransport) -> bool:
     )
 
 
-def body_payload(body: Body, content_type: str) -> FilePayload:
-    """The aiohttp payload that sends `body`."""
-    return FilePayload(body.stream, content_type)
+def body_payload(
+    body: Body, content_type: str, head: bytes = b"", tail: bytes = b""
+) -> FilePayload:
+    """The aiohttp payload that sends `body` (between `head` and `tail`, when given)."""
+    return FilePayload(body.stream, content_type, head, tail)
 
 
 @asynccontextmanager
 async def request(
-    http: aiohttp.ClientSession, method: str, url: str, what: str, **kwargs: Any
+    http: aiohttp.ClientSession, method: str, url: str | URL, what: str, **kwargs: Any
 ) -> AsyncIterator[aiohttp.ClientResponse]:
     """`http.request(...)`, with connection failures raised as retryable TargetErrors.
 

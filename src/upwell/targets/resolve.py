@@ -6,19 +6,28 @@ import os
 from collections.abc import Mapping
 from urllib.parse import urlsplit
 
-from ..config import DEFAULT_TARGET
+from ..config import DEFAULT_TARGET, parse_size
 from ..errors import ConfigError
 from .base import Target
 from .tus import TusTarget
+
+OPENAI_COMPATIBLE = ("openai", "kimi", "glm")
 
 
 def resolve_target(
     spec: str | Target | None,
     api_key: str | None = None,
     env: Mapping[str, str] | None = None,
+    *,
+    upsert: bool = False,
+    purpose: str | None = None,
+    multipart: bool | None = None,
 ) -> Target:
-    """A Target from, in order: `spec` (a Target, a tus URL, or "gemini"); `api_key` alone
-    (Gemini); $UPWELL_TARGET; $GEMINI_API_KEY (Gemini); the default local tus endpoint."""
+    """A Target from, in order: `spec` (a Target, a tus URL, "gemini", "openai", "kimi", "glm",
+    `s3://bucket/key`, `supabase://bucket/path`); `api_key` alone (Gemini); $UPWELL_TARGET;
+    $GEMINI_API_KEY (Gemini); the default local tus endpoint. `upsert` lets a Supabase upload
+    replace an existing object (S3 always does); `purpose` and `multipart` apply to the
+    OpenAI-compatible ones."""
     env = os.environ if env is None else env
     if isinstance(spec, Target):
         return spec
@@ -31,13 +40,29 @@ def resolve_target(
             spec = "gemini"
         else:
             spec = DEFAULT_TARGET
+    if spec.startswith("s3://"):
+        from ..aws import AWSSettings
+        from .s3 import S3Target
+
+        return S3Target(spec, AWSSettings.from_env(env))
+    if spec.startswith("supabase://"):
+        from .supabase import SupabaseTarget
+
+        return SupabaseTarget.from_env(spec, env, upsert=upsert)
+    if upsert:
+        raise ConfigError("--upsert applies to supabase:// targets (S3 replaces objects anyway)")
+    if isinstance(spec, str) and spec in OPENAI_COMPATIBLE:
+        return _openai_compatible(spec, api_key, env, purpose, multipart)
+    if purpose is not None or multipart:
+        raise ConfigError(f"--purpose and --multipart apply to {', '.join(OPENAI_COMPATIBLE)}")
     if spec == "gemini":
         return _gemini(api_key, env)
     parts = urlsplit(spec)
     if parts.scheme in ("http", "https") and parts.netloc:
         return TusTarget(spec)
     raise ConfigError(
-        f"target {spec!r} is not understood: use an http(s):// tus endpoint URL or 'gemini'"
+        f"target {spec!r} is not understood: use an http(s):// tus endpoint URL, 'gemini', "
+        "'openai', 'kimi', 'glm', s3://bucket/key or supabase://bucket/path"
     )
 
 
@@ -53,3 +78,29 @@ def _gemini(api_key: str | None, env: Mapping[str, str]) -> Target:
     base = env.get("GEMINI_BASE_URL") or env.get("GOOGLE_GEMINI_BASE_URL") or DEFAULT_BASE_URL
     version = env.get("GEMINI_API_VERSION") or DEFAULT_API_VERSION
     return GeminiTarget(key, base, version)
+
+
+def _openai_compatible(
+    name: str,
+    api_key: str | None,
+    env: Mapping[str, str],
+    purpose: str | None,
+    multipart: bool | None,
+) -> Target:
+    """OpenAI, Kimi or GLM: key from `api_key` or the preset's variable ($OPENAI_API_KEY,
+    $MOONSHOT_API_KEY, $ZHIPUAI_API_KEY); base URL from $OPENAI_BASE_URL, $MOONSHOT_BASE_URL,
+    $ZHIPUAI_BASE_URL (each preset's default otherwise); the largest file sent as one request
+    from $UPWELL_FILES_MAX_SIZE (default: the provider's documented limit)."""
+    from ..protocols.openai_files import PRESETS
+    from .openai import OpenAITarget
+
+    preset = PRESETS[name]
+    key = api_key or env.get(preset.key_env, "")
+    if not key.strip():
+        raise ConfigError(f"the {name} target needs an API key: set {preset.key_env}")
+    base = env.get(preset.base_env) or preset.default_base
+    limit = env.get("UPWELL_FILES_MAX_SIZE")
+    max_file_size = parse_size(limit, what="UPWELL_FILES_MAX_SIZE") if limit else None
+    return OpenAITarget(
+        key, preset, base, purpose=purpose, multipart=multipart, max_file_size=max_file_size
+    )

@@ -7,7 +7,7 @@ the I/O and keeps the upload URLs.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from typing import Any
 from urllib.parse import urljoin
 
@@ -51,6 +51,12 @@ class TusTarget(Target):
 
     @property
     def url(self) -> str:
+        return self._endpoint
+
+    @property
+    def endpoint(self) -> str:
+        """The creation endpoint uploads are POSTed to (a preset's `url` may name it
+        otherwise)."""
         return self._endpoint
 
     @property
@@ -174,6 +180,12 @@ class TusUpload(RemoteUpload):
             h["Upload-Checksum"] = tus.format_checksum(self._checksum, body.digests[self._checksum])
         return h
 
+    def _creation_error(
+        self, status: int, headers: Mapping[str, str], what: str, body: str
+    ) -> TargetError:
+        """Why a creation POST failed (a preset may know a status means something final)."""
+        return error_for_status(status, headers, what, body)
+
     def _read_offset(self, response: aiohttp.ClientResponse, what: str) -> int:
         try:
             return tus.parse_uint(response.headers.get("Upload-Offset"), "Upload-Offset")
@@ -202,9 +214,12 @@ class TusUpload(RemoteUpload):
         async def one(part: Part) -> None:
             what = "POST (create upload)"
             headers = self._t.headers(self._creation_headers(part.size, partial=not self._single))
-            async with gate, request(self._http, "POST", self._t.url, what, headers=headers) as r:
+            async with (
+                gate,
+                request(self._http, "POST", self._t.endpoint, what, headers=headers) as r,
+            ):
                 if r.status != 201:
-                    raise error_for_status(r.status, r.headers, what, await r.text())
+                    raise self._creation_error(r.status, r.headers, what, await r.text())
                 self._part_urls[part.index] = self._location(r, what)
 
         if len(todo) == 1:
@@ -244,10 +259,10 @@ class TusUpload(RemoteUpload):
                 {**self._creation_headers(part.size, partial=False), **self._body_headers(body)}
             )
             async with request(
-                self._http, "POST", self._t.url, what, headers=headers, data=data
+                self._http, "POST", self._t.endpoint, what, headers=headers, data=data
             ) as r:
                 if r.status != 201:
-                    raise error_for_status(r.status, r.headers, what, await r.text())
+                    raise self._creation_error(r.status, r.headers, what, await r.text())
                 self._part_urls[part.index] = self._location(r, what)
                 if "Upload-Offset" not in r.headers:
                     return await self.part_offset(part)
@@ -295,7 +310,7 @@ class TusUpload(RemoteUpload):
                     "Upload-Metadata": self._metadata(),
                 }
             )
-            async with request(self._http, "POST", self._t.url, what, headers=headers) as r:
+            async with request(self._http, "POST", self._t.endpoint, what, headers=headers) as r:
                 if r.status != 201:
                     raise error_for_status(r.status, r.headers, what, await r.text())
                 url = self._location(r, what)

@@ -93,3 +93,20 @@ def test_atomic_parts_are_one_chunk_each() -> None:
 def test_sequential_target_gets_one_part_whatever_the_parallelism() -> None:
     plan = plan_upload(50 * MiB, SEQ, 1 * MiB, 8)
     assert len(plan.parts) == 1
+
+
+def test_a_file_within_whole_file_max_is_one_part_of_one_chunk() -> None:
+    caps = Capabilities(parallel_parts=True, append=False, whole_file_max=40 * MiB)
+    plan = plan_upload(40 * MiB, caps, 1 * MiB, 8)
+    assert [(p.offset, p.size, len(p.chunks)) for p in plan.parts] == [(0, 40 * MiB, 1)]
+    assert plan.chunk_size == 40 * MiB and not plan.parallel
+    assert plan_upload(0, caps, None, 8).chunks == ()
+    bigger = plan_upload(40 * MiB + 1, caps, 8 * MiB, 8)
+    assert len(bigger.parts) == 6 and all(len(p.chunks) == 1 for p in bigger.parts)
+
+
+def test_atomic_parts_stay_one_chunk_each_even_one_at_a_time() -> None:
+    caps = Capabilities(parallel_parts=True, append=False, max_chunk_size=4 * MiB)
+    plan = plan_upload(10 * MiB, caps, 8 * MiB, 1)
+    assert [p.size for p in plan.parts] == [4 * MiB, 4 * MiB, 2 * MiB]
+    assert all(len(p.chunks) == 1 for p in plan.parts)

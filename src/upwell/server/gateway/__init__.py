@@ -1,0 +1,2 @@
+"""The upload gateway around the tus server: POST /upload, the catalog (GET /uploads...),
+SSE events and forwarding to providers."""

@@ -1,0 +1,294 @@
+"""Forwarding: each finished upload is sent on to the `--forward` targets by the engine.
+
+Each (upload, target) is a journaled `Forward` in the state store: pending → running →
+done / failed / deduped. The engine's own session (under the data directory) remembers how
+far the bytes got, so a restarted server resumes a running forward where it stood. A failed
+attempt is retried with exponential backoff, each retry visible in the record. Several
+targets are sent from the one stored copy at once (fan-out). A file whose SHA-256 the catalog
+already forwarded to a target that still has it is not sent again (dedupe).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import aiohttp
+
+from ...errors import UpwellError
+from ...progress import UploadProgress
+from ...sessions.manager import SessionManager
+from ...targets.base import RemoteFile, Target
+from ...targets.http import new_session
+from ..state import Forward, StateStore, Upload, UploadStatus
+from ..uploads import Uploads
+from .records import filename_of
+
+log = logging.getLogger("upwell.server")
+
+Publish = Callable[[Upload, UploadProgress | None, str], Awaitable[None]]
+Sleep = Callable[[float], Awaitable[None]]
+
+
+@dataclass(frozen=True)
+class ForwardTarget:
+    """A `--forward` target: the name it was given (journaled) and the target it resolved to."""
+
+    name: str
+    target: Target
+
+
+@dataclass(frozen=True)
+class ForwardPolicy:
+    """How hard forwarding tries: attempts per target, backoff between them, and how many
+    forwards run at once."""
+
+    max_attempts: int = 5
+    backoff: float = 2.0  # seconds before the second attempt; doubles after each failure
+    max_backoff: float = 300.0
+    concurrency: int = 4
+    engine_retries: int | None = None  # retries of one request inside an attempt (engine's)
+    chunk_size: int | None = None  # bytes per request to the target (None: by file size)
+
+
+def status_of(forwards: Sequence[Forward]) -> UploadStatus:
+    """A stored upload's status from its forwards."""
+    states = {f.state for f in forwards}
+    if not states:
+        return "stored"
+    if states & {"pending", "running"}:
+        return "forwarding"
+    if "failed" in states:
+        return "failed"
+    return "forwarded"
+
+
+class Forwarder:
+    """Runs forwards in the background; `publish` is told of progress and record changes."""
+
+    def __init__(
+        self,
+        targets: Sequence[ForwardTarget],
+        state: StateStore,
+        uploads: Uploads,
+        session_dir: Path,
+        publish: Publish,
+        policy: ForwardPolicy | None = None,
+        sleep: Sleep = asyncio.sleep,
+        on_attempt: Callable[[str, bool], None] | None = None,
+    ) -> None:
+        from ...uploaders import ResumableUploader
+
+        self.targets = {t.name: t for t in targets}
+        self._state = state
+        self._uploads = uploads
+        self._publish = publish
+        self.policy = policy or ForwardPolicy()
+        self._sleep = sleep
+        self._on_attempt = on_attempt or (lambda target, ok: None)
+        self._sessions = SessionManager(session_dir)
+        self._uploaders = {
+            t.name: ResumableUploader(
+                target=t.target,
+                session_manager=self._sessions,
+                max_retries=self.policy.engine_retries,
+                chunk_size=self.policy.chunk_size,
+            )
+            for t in targets
+        }
+        self._slots = asyncio.Semaphore(self.policy.concurrency)
+        self._tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._http: aiohttp.ClientSession | None = None
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.targets)
+
+    async def start(self) -> None:
+        """Open the HTTP pools and resume the forwards a previous run left unfinished."""
+        if not self.enabled:
+            return
+        self._http = new_session(connections=8, connect_timeout=30.0, read_timeout=60.0)
+        for uploader in self._uploaders.values():
+            await uploader.open()
+        for forward in await self._state.unfinished_forwards():
+            if forward.target not in self.targets:
+                log.warning(
+                    "forward of %s to %r: that target is no longer configured; left pending",
+                    forward.upload_id,
+                    forward.target,
+                )
+                continue
+            self._spawn(forward.upload_id, forward.target)
+
+    async def close(self) -> None:
+        """Stop running forwards (their journal keeps them resumable) and close pools."""
+        tasks = list(self._tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        for uploader in self._uploaders.values():
+            await uploader.close()
+        await self._sessions.close()
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+
+    async def enqueue(self, upload: Upload, names: Sequence[str] | None = None) -> list[str]:
+        """Journal forwards of a complete upload (to `names`, default all) and start them."""
+        chosen = list(self.targets) if names is None else [n for n in names if n in self.targets]
+        if not chosen or not upload.completed or upload.concat == "partial":
+            return []
+        async with self._lock(upload.id):
+            record = await self._state.record(upload.id)
+            if record is None:
+                return []
+            known = {f.target for f in record.forwards}
+            forwards = list(record.forwards)
+            for name in chosen:
+                if name in known:
+                    continue
+                forward = Forward(upload_id=upload.id, target=name)
+                forwards.append(forward)
+                await self._state.save_forward(forward, status_of(forwards))
+        await self._publish(upload, None, "")
+        for name in chosen:
+            self._spawn(upload.id, name)
+        return chosen
+
+    async def cancel(self, upload_id: str) -> None:
+        """Stop the upload's forwards (it is being deleted)."""
+        tasks = [t for (uid, _), t in self._tasks.items() if uid == upload_id]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    async def wait(self) -> None:
+        """Until no forward is running (tests, benchmarks)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
+
+    def _lock(self, upload_id: str) -> asyncio.Lock:
+        return self._locks.setdefault(upload_id, asyncio.Lock())
+
+    def _spawn(self, upload_id: str, name: str) -> None:
+        key = (upload_id, name)
+        if key in self._tasks:
+            return
+        task = asyncio.create_task(self._run(upload_id, name), name=f"upwell-forward-{name}")
+        self._tasks[key] = task
+
+        def done(t: asyncio.Task[None]) -> None:
+            self._tasks.pop(key, None)
+            if not any(uid == upload_id for uid, _ in self._tasks):
+                self._locks.pop(upload_id, None)
+            if not t.cancelled() and t.exception() is not None:
+                log.error("forward of %s to %r crashed", upload_id, name, exc_info=t.exception())
+
+        task.add_done_callback(done)
+
+    async def _save(self, forward: Forward) -> Upload | None:
+        """Journal the forward's new state and tell subscribers; None if the upload is gone."""
+        async with self._lock(forward.upload_id):
+            record = await self._state.record(forward.upload_id)
+            if record is None:
+                return None
+            forwards = [forward if f.target == forward.target else f for f in record.forwards]
+            await self._state.save_forward(forward, status_of(forwards))
+        await self._publish(record.upload, None, forward.target)
+        return record.upload
+
+    async def _run(self, upload_id: str, name: str) -> None:
+        async with self._slots:
+            record = await self._state.record(upload_id)
+            if record is None:
+                return
+            forward = next((f for f in record.forwards if f.target == name), None)
+            if forward is None or forward.state not in ("pending", "running"):
+                return
+            upload = record.upload
+            delay = self.policy.backoff
+            while True:
+                forward = replace(forward, state="running", attempts=forward.attempts + 1)
+                if await self._save(forward) is None:
+                    return
+                try:
+                    done = await self._attempt(upload, forward)
+                except UpwellError as exc:
+                    done, error = None, str(exc)
+                except OSError as exc:
+                    done, error = None, f"the stored file cannot be read: {exc.strerror or exc}"
+                else:
+                    error = ""
+                self._on_attempt(name, done is not None)
+                if done is not None:
+                    await self._save(done)
+                    return
+                if forward.attempts >= self.policy.max_attempts:
+                    await self._save(replace(forward, state="failed", error=error))
+                    log.warning("forward of %s to %r failed: %s", upload_id, name, error)
+                    return
+                await self._save(
+                    replace(
+                        forward,
+                        state="pending",
+                        error=f"{error} (attempt {forward.attempts}; retrying in {delay:g} s)",
+                    )
+                )
+                await self._sleep(delay)
+                delay = min(delay * 2, self.policy.max_backoff)
+
+    async def _attempt(self, upload: Upload, forward: Forward) -> Forward | None:
+        """One try: dedupe, else send with the engine. The finished Forward, or None."""
+        target = self.targets[forward.target]
+        digest = await self._uploads.sha256(upload.id)
+        if digest is not None:
+            earlier = await self._state.forwarded(digest.hex(), forward.target)
+            if earlier is not None and earlier.upload_id != upload.id and earlier.file_uri:
+                assert self._http is not None
+                remote = RemoteFile(earlier.file_uri, earlier.file_name or "", upload.offset)
+                if await target.target.still_has(self._http, remote):
+                    return replace(
+                        forward,
+                        state="deduped",
+                        error=None,
+                        file_name=earlier.file_name,
+                        file_uri=earlier.file_uri,
+                    )
+        segments = await self._uploads.segments(upload.id)
+        if segments is None or len(segments) != 1:
+            raise UpwellError(
+                "only uploads stored as one local file can be forwarded"
+                " (not concatenated or object-stored ones yet)"
+            )
+
+        async def on_progress(p: UploadProgress) -> None:
+            await self._publish(upload, p, forward.target)
+
+        uploader = self._uploaders[forward.target]
+        result = await uploader.upload_file_resumable(
+            segments[0],
+            session_id=f"forward-{upload.id}-{_safe(forward.target)}",
+            display_name=filename_of(upload) or upload.id,
+            progress_callback=on_progress,
+        )
+        if not result.success:
+            raise UpwellError(result.error or "the forward failed")
+        return replace(
+            forward,
+            state="done",
+            error=None,
+            file_name=result.file_name,
+            file_uri=result.file_uri,
+        )
+
+
+def _safe(name: str) -> str:
+    """A target name as part of a session id (letters, digits, '._-')."""
+    cleaned = "".join(c if c.isalnum() or c in "._-" else "_" for c in name)[:40]
+    return f"{cleaned}-{hashlib.sha256(name.encode()).hexdigest()[:8]}"
