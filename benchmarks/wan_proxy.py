@@ -128,8 +128,9 @@ class WanProxy:
                 )
             finally:
                 for w in (writer, up_writer):
-                    w.close()
-                    with contextlib.suppress(Exception):
+                    w.close()  # both, before waiting on either: a cancel must not leak one
+                for w in (writer, up_writer):
+                    with contextlib.suppress(Exception, asyncio.CancelledError):
                         await w.wait_closed()
         except (OSError, asyncio.IncompleteReadError):
             pass
