@@ -131,6 +131,13 @@ def main(argv: list[str] | None = None) -> int:
             f"| {r['client']} | {r['size_mib']} MiB | {size / 1e6 / sec:.1f} | {rss:.1f} | "
             f"{cpu:.2f} | {cpu / (size / 2**30):.2f} |"
         )
+    lines += [
+        "",
+        "Pictures (`benchmarks/plots.py`, from benchmarks/results/scale.json):",
+        "",
+        "![client peak RSS against file size](benchmarks-rss.png)",
+        "![client CPU seconds per GiB](benchmarks-cpu.png)",
+    ]
     text = "\n".join(lines)
     if not args.quick:
         write_section(args.output, "scale", text)

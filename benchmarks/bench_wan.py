@@ -275,6 +275,8 @@ def report(results: list[Result], args: argparse.Namespace, size: int) -> tuple[
     lines += ["Proxy: `python benchmarks/wan_proxy.py --upstream HOST:PORT --rtt-ms RTT "
               f"--link-rate {link:g} --conn-rate {conn:g}`; clients as in the tus and Gemini "
               "sections, with the proxy's address as the endpoint."]  # fmt: skip
+    lines += ["", "![throughput against round trip](benchmarks-wan-throughput.png) "
+              "(`benchmarks/plots.py`, from benchmarks/results/wan.json)"]  # fmt: skip
     return "\n".join(lines), data
 
 
