@@ -611,3 +611,25 @@ async def test_a_file_the_project_has_no_room_for_fails_before_the_first_byte(
     assert result.error is not None and "does not fit" in result.error
     assert emu.faults.chunk_requests == chunks_before  # not one byte was sent
     assert len(emu.state.uploads) == 1  # and no upload was even started
+
+
+async def test_auto_chunk_size_merges_granular_chunks_over_a_long_link(
+    start_emu: EmuFactory, tmp_path: Path
+) -> None:
+    """One stream per file here: once the idle time per request is measured, requests carry
+    several planned chunks (each a multiple of the granularity), so fewer go out."""
+    from benchmarks.wan_proxy import wan_proxy
+
+    emu = await start_emu()
+    size = 36 * G - 5  # just under 9 MiB: planned in 1 MiB chunks (the seed's table)
+    src = make_file(tmp_path / "long.bin", size, seed=40)
+    async with wan_proxy(emu.url, rtt=0.04, conn_rate=8e6) as proxy:
+        target = GeminiTarget(KEY, f"http://127.0.0.1:{proxy.port}", granularity=G, sleep=no_sleep)
+        uploader = ChunkedUploader(target=target)
+        result = await uploader.upload_file(src)
+    assert result.success, result.error
+    assert sha256_of(emu.stored(result.file_name or "")) == sha256_of(src)
+    planned = result.total_chunks
+    assert planned == 9
+    assert emu.faults.chunk_requests < planned  # merged
+    assert all(c.uploaded and c.checksum for c in result.chunks)
