@@ -445,7 +445,9 @@ class _PartJob:
         self.on_sent: Callable[[], None] | None = None  # after each slice handed out
         self.on_error: Callable[[], object] | None = None  # after a failed request
 
-    async def _digest(self, start: int, group: list[Chunk], part: Any | None = None) -> _Digests:
+    async def _digest(
+        self, start: int, group: list[Chunk], part: Any | None = None, whole_part: bool = False
+    ) -> _Digests:
         """The request's digests over [start, end of group) and each whole chunk's SHA-256,
         from one read of each slice; `part` (a hasher over the part up to `start`, copied
         here) goes on over the request's bytes too."""
@@ -464,14 +466,19 @@ class _PartJob:
                 whole[a] = per[group[0].index]
             elif a != "sha256" or "sha256" in self.caps.checksum_algorithms:
                 whole[a] = hashlib.new(a)
+        if part is not None and whole_part:
+            # A request that is the whole part: its SHA-256 is the part's, hashed once.
+            if single:
+                part = per[group[0].index]
+            elif "sha256" in whole:
+                part = whole["sha256"]
         lanes: list[tuple[int, int, list[Any]]] = []
         for c in group:
             lo = max(c.offset, start)
-            hashers: list[Any] = [h for h in whole.values() if not (single and h is per[c.index])]
-            if c.index in per:
-                hashers.append(per[c.index])
-            if part is not None:
-                hashers.append(part)
+            hashers: list[Any] = []
+            for h in (*whole.values(), per.get(c.index), part):
+                if h is not None and all(h is not k for k in hashers):
+                    hashers.append(h)
             lanes.append((lo, c.end - lo, hashers))
 
         def work() -> None:
@@ -517,17 +524,20 @@ class _PartJob:
                 group = group_at(i)
                 start = max(group[0].offset, pos)
                 if nxt is None:
-                    nxt = asyncio.ensure_future(self._digest(start, group, part_hash))
+                    nxt = asyncio.ensure_future(
+                        self._digest(*self._lane(part, start, group, part_hash))
+                    )
                 d = await nxt
                 nxt = None
                 if d.start != start or d.end != group[-1].end:
                     # The sizer changed its mind since this was hashed ahead: hash again.
-                    d = await self._digest(start, group, part_hash)
+                    d = await self._digest(*self._lane(part, start, group, part_hash))
                 part_hash = d.part
                 if i + len(group) < len(todo):
                     # Hash the next request while this one is on the wire.
                     ahead = group_at(i + len(group))
-                    nxt = asyncio.ensure_future(self._digest(ahead[0].offset, ahead, part_hash))
+                    lane = self._lane(part, ahead[0].offset, ahead, part_hash)
+                    nxt = asyncio.ensure_future(self._digest(*lane))
                 ends_part = group[-1].end == part.end
                 await self._send_request(
                     part, group, d, part_hash.digest() if ends_part and part_hash else None
@@ -538,6 +548,14 @@ class _PartJob:
         finally:
             if nxt is not None:
                 nxt.cancel()
+
+    @staticmethod
+    def _lane(
+        part: Part, start: int, group: list[Chunk], part_hash: Any | None
+    ) -> tuple[int, list[Chunk], Any | None, bool]:
+        """_digest's arguments for a request: whether it is the whole part decides whether
+        the part's SHA-256 needs a hasher of its own."""
+        return start, group, part_hash, start == part.offset and group[-1].end == part.end
 
     async def _verify_prefix(self, part: Part, pos: int) -> None:
         """Re-hash the whole chunks the target already holds: one whose SHA-256 differs from
