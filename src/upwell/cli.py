@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import click
 
 from .cli_gemini import emulate, files
+from .cli_mcp import mcp, require_mcp_extra
 from .cli_openai import emulate_openai
 from .cli_run import hold_gc_for_startup, run_command
 from .cli_serve import forward_targets, gateway_options, gateway_settings
@@ -58,19 +59,62 @@ def cli(verbose: int) -> None:
     help="Where the upload state (SQLite) and bytes are kept.",
 )
 @click.option("--max-size", type=SIZE, default=None, help="Largest upload accepted (e.g. 10GiB).")
+@click.option("--mcp", "mcp_on", is_flag=True, help="Serve the MCP tools at /mcp.")
+@click.option(
+    "--mcp-root",
+    "mcp_roots",
+    multiple=True,
+    type=click.Path(exists=True, file_okay=False, path_type=Path),
+    help="A directory /mcp may upload files from (repeatable; implies --mcp).",
+)
+@click.option(
+    "--state",
+    envvar="UPWELL_STATE",
+    default="sqlite",
+    show_default=True,
+    metavar="sqlite|URL",
+    help="Upload records: SQLite under --data-dir, or a postgresql:// URL shared by replicas"
+    " ($UPWELL_STATE; put the password in $PGPASSWORD).",
+)
+@click.option(
+    "--storage",
+    envvar="UPWELL_STORAGE",
+    default=None,
+    metavar="s3://BUCKET/PREFIX",
+    help="Upload bytes: files under --data-dir (default), or S3 ($UPWELL_STORAGE;"
+    " AWS_ENDPOINT_URL and the AWS credential chain).",
+)
 @gateway_options
-def serve(host: str, port: int, data_dir: Path, max_size: int | None, **gateway: Any) -> int:
-    """Run the upload server: tus, POST /upload, the catalog, events, forwarding, metrics."""
+def serve(
+    host: str,
+    port: int,
+    data_dir: Path,
+    max_size: int | None,
+    mcp_on: bool,
+    mcp_roots: tuple[Path, ...],
+    state: str,
+    storage: str | None,
+    **gateway: Any,
+) -> int:
+    """Run the upload server: tus, POST /upload, the catalog, events, forwarding, metrics.
+
+    Embedded by default (SQLite and files under --data-dir); with --state postgresql://… and a
+    shared --data-dir or --storage s3://…, any number of replicas serve the same uploads."""
     from .server.runner import serve_forever
     from .server.settings import ServerSettings
 
     logging.basicConfig(level=logging.INFO, format="upwell serve: %(message)s", stream=sys.stderr)
+    if mcp_on or mcp_roots:
+        require_mcp_extra()
     try:
         settings = ServerSettings(
             host=host,
             port=port,
             data_dir=data_dir,
             max_size=max_size,
+            mcp_roots=tuple(r.resolve() for r in mcp_roots) if mcp_on or mcp_roots else None,
+            state=state,
+            storage=storage or None,
             **gateway_settings(gateway),
         )
         forwards = forward_targets(gateway)
@@ -92,7 +136,8 @@ def serve(host: str, port: int, data_dir: Path, max_size: int | None, **gateway:
     "target",
     default=None,
     metavar="URL",
-    help="tus endpoint URL, gemini, openai, kimi, glm, s3://bucket/key or supabase://bucket/path "
+    help="tus endpoint URL, gemini, openai, kimi, glm, s3://bucket/key or "
+    "supabase://bucket/path "
     f"(default: $UPWELL_TARGET, then {DEFAULT_TARGET}).",
 )
 @click.option(
@@ -116,13 +161,13 @@ def serve(host: str, port: int, data_dir: Path, max_size: int | None, **gateway:
 @click.option("--session-id", default=None, help="Resume (or name) this session; one file only.")
 @click.option("--no-resume", is_flag=True, help="Start over even if an earlier run was cut off.")
 @click.option("--json", "as_json", is_flag=True, help="Write NDJSON progress to stdout.")
-@click.option("--upsert", is_flag=True, help="Replace an existing object (supabase:// targets).")
 @click.option(
     "--purpose", default=None, help="openai/kimi/glm: the file's purpose (default per provider)."
 )
 @click.option(
     "--multipart", is_flag=True, help="openai: use the Uploads API (parts) whatever the size."
 )
+@click.option("--upsert", is_flag=True, help="Replace an existing object (supabase:// targets).")
 def upload(
     paths: tuple[Path, ...],
     target: str | None,
@@ -133,9 +178,9 @@ def upload(
     session_id: str | None,
     no_resume: bool,
     as_json: bool,
-    upsert: bool,
-    purpose: str | None,
-    multipart: bool,
+    purpose: str | None = None,
+    multipart: bool = False,
+    upsert: bool = False,
 ) -> int:
     """Upload PATHS (several files go at once); a cut-off run resumes when run again."""
     from .memory import return_large_buffers_to_os
@@ -157,7 +202,7 @@ def upload(
         if session_id is not None:
             check_session_id(session_id)
         resolved = None
-        if upsert or purpose is not None or multipart:
+        if purpose is not None or multipart or upsert:
             from .targets.resolve import resolve_target
 
             resolved = resolve_target(
@@ -248,7 +293,7 @@ def sessions_list(session_dir: Path, as_json: bool) -> int:
     found = run_command(run())
     for sess in found:
         if as_json:
-            click.echo(json.dumps(_session_summary(sess)))
+            click.echo(json.dumps(sess.summary()))
         else:
             click.echo(
                 f"{sess.session_id}  {sess.status:8}  {sess.get_progress_percentage():5.1f}%  "
@@ -258,22 +303,6 @@ def sessions_list(session_dir: Path, as_json: bool) -> int:
     if not found and not as_json:
         click.echo(f"no sessions in {session_dir}", err=True)
     return 0
-
-
-def _session_summary(sess: Any) -> dict[str, Any]:
-    return {
-        "session_id": sess.session_id,
-        "status": sess.status,
-        "progress_percentage": round(sess.get_progress_percentage(), 2),
-        "file_path": str(sess.file_path),
-        "file_size": sess.file_size,
-        "chunks_completed": len(sess.chunks_completed),
-        "total_chunks": sess.total_chunks,
-        "target": sess.target,
-        "file_uri": sess.file_uri,
-        "expires_at": sess.expires_at.isoformat(),
-        "error": sess.error,
-    }
 
 
 @sessions.command("show")
@@ -298,7 +327,7 @@ def sessions_show(session_dir: Path, session_id: str) -> int:
     if sess is None:
         click.echo(f"upwell: no session {session_id!r} in {session_dir}", err=True)
         return EXIT_FAILED
-    click.echo(json.dumps(_session_summary(sess), indent=2))
+    click.echo(json.dumps(sess.summary(), indent=2))
     return 0
 
 
@@ -361,6 +390,7 @@ def sessions_cleanup(session_dir: Path) -> int:
 emulate.add_command(emulate_openai)
 cli.add_command(emulate)
 cli.add_command(files)
+cli.add_command(mcp)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

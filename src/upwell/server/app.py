@@ -15,6 +15,7 @@ from ..errors import ProtocolError
 from ..protocols import tus as tus_protocol
 from . import cors, observe, pages, tus
 from .auth import auth_middleware
+from .backends import open_backends
 from .cleanup import sweep_expired
 from .clock import Clock
 from .gateway import receive, routes
@@ -24,11 +25,9 @@ from .gateway.keys import GATEWAY, METRICS, STREAMS
 from .gateway.limits import limits_middleware
 from .gateway.service import Gateway
 from .keys import SETTINGS, UPLOADS, WRITES
-from .locks import Locker, MemoryLocker
+from .locks import Locker
 from .metrics import Metrics, probe_loop_lag
 from .settings import ServerSettings
-from .state import SQLiteStateStore
-from .storage import FileByteStore
 from .uploads import Uploads
 
 log = logging.getLogger("upwell.server")
@@ -75,7 +74,7 @@ def create_app(
     streams: set[asyncio.Task[Any]] = set()
     app[STREAMS] = streams
     app[METRICS] = Metrics()
-    app.cleanup_ctx.append(_resources(settings, clock, locker, forwards, bus or MemoryEventBus()))
+    app.cleanup_ctx.append(_resources(settings, clock, locker, forwards, bus))
     app.on_response_prepare.append(_add_headers)
     app.on_shutdown.append(_end_streams)
     tus.add_routes(app, settings.base_path)
@@ -84,7 +83,11 @@ def create_app(
     app.router.add_get("/metrics", observe.metrics_page)
     app.router.add_get("/healthz", pages.healthz)
     app.router.add_get("/readyz", observe.readyz)
-    app.router.add_get("/", pages.index)
+    pages.add_routes(app)
+    if settings.mcp_roots is not None:
+        from ..mcp.http import mount_mcp  # the optional mcp extra, loaded only when asked
+
+        mount_mcp(app, settings)
     return app
 
 
@@ -99,23 +102,20 @@ def _resources(
     clock: Clock,
     locker: Locker | None,
     forwards: Sequence[ForwardTarget],
-    bus: EventBus,
+    given_bus: EventBus | None,
 ) -> Callable[[web.Application], AsyncIterator[None]]:
     async def resources(app: web.Application) -> AsyncIterator[None]:
         async with contextlib.AsyncExitStack() as stack:
-            state = await SQLiteStateStore.open(settings.state_path)
-            stack.push_async_callback(state.close)
-            storage = await FileByteStore.open(settings.files_dir, settings.io_threads)
-            stack.push_async_callback(storage.close)
+            backends = await open_backends(settings, clock, stack, locker)
+            state, storage = backends.state, backends.storage
+            # A bus the caller gave wins; else PostgreSQL's (replicas), else one in memory.
+            bus = given_bus or backends.bus or MemoryEventBus()
             gateway = Gateway(state, bus, app[METRICS], settings.base_path, clock.now)
             uploads = Uploads(
                 settings,
                 state,
                 storage,
-                locker
-                or MemoryLocker(
-                    settings.stale_writer_seconds, clock.monotonic, settings.lock_wait_seconds
-                ),
+                backends.locker,
                 now=clock.now,
                 observer=gateway,
             )
@@ -128,13 +128,20 @@ def _resources(
                 engine_retries=settings.forward_retries,
                 chunk_size=settings.forward_chunk_size,
             )
-            gateway.attach(uploads, forwards, settings.forward_sessions_dir, policy)
+            gateway.attach(
+                uploads, forwards, settings.forward_sessions_dir, policy, backends.claims
+            )
             assert gateway.forwarder is not None
             await gateway.forwarder.start()
             stack.push_async_callback(gateway.forwarder.close)
             lag = asyncio.create_task(probe_loop_lag(app[METRICS]), name="upwell-loop-lag")
             sweeper = asyncio.create_task(
-                sweep_expired(uploads, settings.cleanup_interval, clock.sleep),
+                sweep_expired(
+                    uploads,
+                    settings.cleanup_interval,
+                    clock.sleep,
+                    backends.claims.exclusive if backends.claims is not None else None,
+                ),
                 name="upwell-expiry-sweep",
             )
             yield

@@ -4,7 +4,8 @@ upload record names (a crash's leftovers)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import timedelta
 
 from .uploads import Uploads
@@ -17,13 +18,26 @@ STRAY_GRACE = timedelta(hours=1)
 
 
 async def sweep_expired(
-    uploads: Uploads, interval: float, sleep: Callable[[float], Awaitable[None]]
+    uploads: Uploads,
+    interval: float,
+    sleep: Callable[[float], Awaitable[None]],
+    exclusive: Callable[[str], AbstractAsyncContextManager[bool]] | None = None,
 ) -> None:
-    """Purge at start-up, then every `interval` seconds, until cancelled."""
+    """Purge at start-up, then every `interval` seconds, until cancelled.
+
+    With `exclusive` (replicas sharing one state), a sweep runs on one replica at a time;
+    the others skip that round."""
     while True:
         try:
-            await uploads.purge_expired()
-            await uploads.purge_strays(STRAY_GRACE)
+            async with (exclusive or _alone)("sweep") as mine:
+                if mine:
+                    await uploads.purge_expired()
+                    await uploads.purge_strays(STRAY_GRACE)
         except Exception:
             log.exception("sweeping expired uploads failed; trying again in %.0f s", interval)
         await sleep(interval)
+
+
+@asynccontextmanager
+async def _alone(_name: str) -> AsyncIterator[bool]:
+    yield True

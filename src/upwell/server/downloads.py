@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
-import os
 import re
 import urllib.parse
-from pathlib import Path
+from collections.abc import AsyncIterator, Callable
 
 from aiohttp import hdrs, web
 
@@ -14,6 +12,8 @@ from ..errors import ProtocolError
 from ..protocols import tus
 from .ids import is_upload_id
 from .keys import UPLOADS
+from .state import Upload
+from .uploads import Uploads
 
 # type/subtype with RFC 6838 restricted-name characters; parameters are not accepted.
 _MIME = re.compile(r"^[a-z0-9][a-z0-9!#$&^_.+-]{0,63}/[a-z0-9][a-z0-9!#$&^_.+-]{0,126}$")
@@ -56,8 +56,6 @@ async def download(request: web.Request) -> web.StreamResponse:
     uploads = request.app[UPLOADS]
     upload = await uploads.get(upload_id)
     segments = await uploads.segments(upload.id)
-    if segments is None:
-        raise ProtocolError("this store cannot serve downloads yet", 501)
     metadata = tus.decode_metadata(upload.metadata)
     filename = metadata.get("filename") or metadata.get("name")
     headers = {
@@ -67,15 +65,31 @@ async def download(request: web.Request) -> web.StreamResponse:
         "Content-Security-Policy": "default-src 'none'; sandbox",
         "Cache-Control": "no-store" if not upload.completed else "private, max-age=0",
     }
-    if len(segments) == 1:
+    if segments is not None and len(segments) == 1:
         return web.FileResponse(segments[0], headers=headers)
-    return await _serve_segments(request, segments, upload.offset, headers)
+    # A concatenated upload's segments, or an object store's bytes, streamed with Range.
+    return await _serve_ranges(request, upload.offset, headers, _stored(uploads, upload))
 
 
-async def _serve_segments(
-    request: web.Request, segments: list[Path], total: int, headers: dict[str, str]
+_Source = Callable[[int, int], AsyncIterator[bytes]]
+
+
+def _stored(uploads: Uploads, upload: Upload) -> _Source:
+    if not upload.completed:
+        raise ProtocolError(
+            f"upload {upload.id} can be read from this server's storage once it is complete", 409
+        )
+
+    def source(start: int, stop: int) -> AsyncIterator[bytes]:
+        return uploads.read(upload, start, stop)
+
+    return source
+
+
+async def _serve_ranges(
+    request: web.Request, total: int, headers: dict[str, str], source: _Source
 ) -> web.StreamResponse:
-    """A file stored as several segments (a concatenated upload), with one Range supported."""
+    """A file read from `source` (segments, or an object store), with one Range supported."""
     try:
         wanted = request.http_range
     except ValueError:
@@ -94,25 +108,7 @@ async def _serve_segments(
     if partial:
         response.headers[hdrs.CONTENT_RANGE] = f"bytes {start}-{stop - 1}/{total}"
     await response.prepare(request)
-    sizes = await asyncio.to_thread(lambda: [p.stat().st_size for p in segments])
-    base = 0
-    for path, size in zip(segments, sizes, strict=True):
-        lo, hi = max(start, base), min(stop, base + size)
-        if lo < hi:
-            await _send_range(response, path, lo - base, hi - base)
-        base += size
+    async for data in source(start, stop):
+        await response.write(data)
     await response.write_eof()
     return response
-
-
-async def _send_range(response: web.StreamResponse, path: Path, lo: int, hi: int) -> None:
-    fd = await asyncio.to_thread(os.open, path, os.O_RDONLY)
-    try:
-        while lo < hi:
-            data = await asyncio.to_thread(os.pread, fd, min(SLICE, hi - lo), lo)
-            if not data:
-                raise OSError(f"{path.name} is shorter than recorded")
-            await response.write(data)
-            lo += len(data)
-    finally:
-        await asyncio.to_thread(os.close, fd)

@@ -47,6 +47,10 @@ class ServerSettings:
     forward_concurrency: int = 4  # forwards running at once
     forward_chunk_size: int | None = None  # bytes per request to a forward target (None: auto)
     forward_retries: int | None = None  # retries of one request within a forward attempt
+    # MCP tools at /mcp reading files under these directories; None: no /mcp.
+    mcp_roots: tuple[Path, ...] | None = None
+    state: str = "sqlite"  # "sqlite" (under data_dir) or a postgresql:// URL shared by replicas
+    storage: str | None = None  # None: files under data_dir; or s3://bucket/prefix
 
     def __post_init__(self) -> None:
         if not (self.base_path.startswith("/") and self.base_path.endswith("/")):
@@ -61,6 +65,10 @@ class ServerSettings:
             raise ConfigError("lock_wait_seconds must not be negative")
         if self.stale_writer_seconds <= 0 or self.cleanup_interval <= 0:
             raise ConfigError("stale_writer_seconds and cleanup_interval must be positive")
+        if self.state != "sqlite" and not self.state.startswith(("postgresql://", "postgres://")):
+            raise ConfigError("--state must be 'sqlite' or a postgresql:// URL")
+        if self.storage is not None and not self.storage.startswith("s3://"):
+            raise ConfigError("--storage must be an s3://bucket/prefix URL (default: --data-dir)")
         for name in ("max_uploads_per_owner", "max_bytes_per_owner"):
             value = getattr(self, name)
             if value is not None and value < 1:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -323,6 +323,8 @@ class Uploads:
                 # The last byte landed: its digest is known without reading anything back.
                 updated = replace(updated, sha256=digest.hex())
         await self._state.update(updated)
+        if updated.completed and updated.length is not None:
+            await self._seal(updated.id, updated.length)  # before anyone is told it is stored
         await self.observer.changed(updated)
         if interrupted is not None:
             raise ProtocolError(
@@ -332,6 +334,24 @@ class Uploads:
             )
         return updated
 
+    async def _seal(self, upload_id: str, length: int) -> None:
+        """Make a complete upload's bytes one readable whole; a failure is retried on read."""
+        try:
+            await self._storage.seal(upload_id, length)
+        except Exception:
+            log.warning("sealing upload %s failed; the next read retries", upload_id, exc_info=True)
+
+    async def read(self, upload: Upload, start: int, stop: int) -> AsyncIterator[bytes]:
+        """A complete upload's bytes [start, stop), from whichever store holds them."""
+        if not upload.completed or upload.length is None:
+            raise ProtocolError(
+                f"upload {upload.id} can be read from this server's storage once it is complete",
+                409,
+            )
+        await self._storage.seal(upload.id, upload.length)
+        async for chunk in self._storage.read(upload.id, start, stop):
+            yield chunk
+
     async def sha256(self, upload_id: str) -> bytes | None:
         """SHA-256 of a complete upload's bytes, computed once and kept; None if unfinished."""
         upload = await self.get(upload_id)
@@ -339,6 +359,8 @@ class Uploads:
             return None
         if upload.sha256 is not None:
             return bytes.fromhex(upload.sha256)
+        assert upload.length is not None
+        await self._storage.seal(upload_id, upload.length)
         digest = await self._storage.sha256(upload_id)
         current = await self._state.get(upload_id)
         if current is not None and current.completed:
@@ -362,6 +384,7 @@ class Uploads:
                     raise ProtocolError(f"upload {part_id} is not a partial upload", 400)
                 if not part.completed or part.length is None:
                     raise ProtocolError(f"partial upload {part_id} is not finished", 400)
+                await self._storage.seal(part_id, part.length)
                 total += part.length
             self._check_size(total)
             upload_id = new_upload_id()

@@ -62,6 +62,22 @@ class UploadSession:
     def touch(self, now: datetime | None = None) -> None:
         self.updated_at = now or datetime.now(UTC)
 
+    def summary(self) -> dict[str, Any]:
+        """What programs are shown (`upwell sessions list --json`, MCP): no target state."""
+        return {
+            "session_id": self.session_id,
+            "status": self.status,
+            "progress_percentage": round(self.get_progress_percentage(), 2),
+            "file_path": str(self.file_path),
+            "file_size": self.file_size,
+            "chunks_completed": len(self.chunks_completed),
+            "total_chunks": self.total_chunks,
+            "target": self.target,
+            "file_uri": self.file_uri,
+            "expires_at": self.expires_at.isoformat(),
+            "error": self.error,
+        }
+
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["file_path"] = str(self.file_path)

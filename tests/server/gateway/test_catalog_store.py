@@ -1,18 +1,19 @@
-"""The catalog methods of SQLiteStateStore: status, forwards, owners' pages, dedupe lookup,
-usage, and an older file gaining the catalog columns."""
+"""The catalog methods of the state stores (SQLite, PostgreSQL): status, forwards, owners'
+pages, dedupe lookup, usage, and an older SQLite file gaining the catalog columns."""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from tests.support.services import postgres_database
 from upwell.server.ids import new_upload_id
-from upwell.server.state import Forward, SQLiteStateStore, Upload
+from upwell.server.state import Forward, SQLiteStateStore, StateStore, Upload
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -24,15 +25,30 @@ def upload(**changes: object) -> Upload:
     return replace(base, **changes)  # type: ignore[arg-type]
 
 
+@pytest.fixture(params=["sqlite", "postgres"])
+def state_location(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield str(tmp_path / "state.sqlite3")
+    else:
+        with postgres_database() as dsn:
+            yield dsn
+
+
 @pytest.fixture
-async def state(tmp_path: Path) -> AsyncIterator[SQLiteStateStore]:
-    store = await SQLiteStateStore.open(tmp_path / "state.sqlite3")
+async def state(state_location: str) -> AsyncIterator[StateStore]:
+    store: StateStore
+    if state_location.startswith("postgresql://"):
+        from upwell.server.state.postgres import PostgresStateStore
+
+        store = await PostgresStateStore.open(state_location)
+    else:
+        store = await SQLiteStateStore.open(Path(state_location))
     yield store
     await store.close()
 
 
 async def test_status_moves_from_receiving_to_stored_then_by_forwards(
-    state: SQLiteStateStore,
+    state: StateStore,
 ) -> None:
     u = upload()
     await state.create(u)
@@ -51,7 +67,7 @@ async def test_status_moves_from_receiving_to_stored_then_by_forwards(
     assert (await state.record(u.id)).status == "forwarding"  # type: ignore[union-attr]
 
 
-async def test_records_are_the_owners_newest_first(state: SQLiteStateStore) -> None:
+async def test_records_are_the_owners_newest_first(state: StateStore) -> None:
     mine = [upload(created=T0 + timedelta(seconds=n)) for n in range(3)]
     for u in [*mine, upload(owner="bob")]:
         await state.create(u)
@@ -63,7 +79,7 @@ async def test_records_are_the_owners_newest_first(state: SQLiteStateStore) -> N
     assert await state.records("ann", status="stored") == []
 
 
-async def test_forwarded_finds_a_done_forward_of_the_same_bytes(state: SQLiteStateStore) -> None:
+async def test_forwarded_finds_a_done_forward_of_the_same_bytes(state: StateStore) -> None:
     first, second = upload(offset=10, sha256="cd" * 32), upload(offset=10, sha256="cd" * 32)
     for u in (first, second):
         await state.create(u)
@@ -76,7 +92,7 @@ async def test_forwarded_finds_a_done_forward_of_the_same_bytes(state: SQLiteSta
     assert await state.forwarded("ef" * 32, "gemini") is None
 
 
-async def test_unfinished_forwards_and_delete_cascades(state: SQLiteStateStore) -> None:
+async def test_unfinished_forwards_and_delete_cascades(state: StateStore) -> None:
     u = upload(offset=10)
     await state.create(u)
     await state.save_forward(Forward(u.id, "a", "running", 1), "forwarding")
@@ -87,7 +103,7 @@ async def test_unfinished_forwards_and_delete_cascades(state: SQLiteStateStore) 
     assert await state.record(u.id) is None
 
 
-async def test_usage_counts_unfinished_uploads_and_bytes(state: SQLiteStateStore) -> None:
+async def test_usage_counts_unfinished_uploads_and_bytes(state: StateStore) -> None:
     await state.create(upload(offset=10))
     await state.create(upload(length=100, offset=40))
     await state.create(upload(owner="bob", offset=10))

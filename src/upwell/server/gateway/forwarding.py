@@ -14,8 +14,10 @@ import asyncio
 import hashlib
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Protocol
 
 import aiohttp
 
@@ -55,6 +57,17 @@ class ForwardPolicy:
     chunk_size: int | None = None  # bytes per request to the target (None: by file size)
 
 
+class ForwardClaims(Protocol):
+    """Which replica forwards an upload, when several share one state store."""
+
+    #: Seconds between looks for unfinished forwards that no replica holds (a dead one's).
+    rescan_seconds: float
+
+    def claim(self, upload_id: str) -> AbstractAsyncContextManager[bool]:
+        """Hold the upload's forwards for this replica while the block runs (True), or find
+        another replica holding them (False); a claim dies with the replica that held it."""
+
+
 def status_of(forwards: Sequence[Forward]) -> UploadStatus:
     """A stored upload's status from its forwards."""
     states = {f.state for f in forwards}
@@ -80,6 +93,7 @@ class Forwarder:
         policy: ForwardPolicy | None = None,
         sleep: Sleep = asyncio.sleep,
         on_attempt: Callable[[str, bool], None] | None = None,
+        claims: ForwardClaims | None = None,
     ) -> None:
         from ...uploaders import ResumableUploader
 
@@ -104,6 +118,8 @@ class Forwarder:
         self._tasks: dict[tuple[str, str], asyncio.Task[None]] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._http: aiohttp.ClientSession | None = None
+        self._claims = claims
+        self._rescan: asyncio.Task[None] | None = None
 
     @property
     def enabled(self) -> bool:
@@ -116,8 +132,25 @@ class Forwarder:
         self._http = new_session(connections=8, connect_timeout=30.0, read_timeout=60.0)
         for uploader in self._uploaders.values():
             await uploader.open()
+        await self._resume_unfinished()
+        if self._claims is not None:
+            self._rescan = asyncio.create_task(self._rescan_loop(), name="upwell-forward-rescan")
+
+    async def _rescan_loop(self) -> None:
+        """Pick up forwards whose replica died (their claims went with it)."""
+        assert self._claims is not None
+        while True:
+            await self._sleep(self._claims.rescan_seconds)
+            try:
+                await self._resume_unfinished(quiet=True)
+            except Exception:
+                log.warning("looking for unfinished forwards failed", exc_info=True)
+
+    async def _resume_unfinished(self, quiet: bool = False) -> None:
         for forward in await self._state.unfinished_forwards():
             if forward.target not in self.targets:
+                if quiet:
+                    continue
                 log.warning(
                     "forward of %s to %r: that target is no longer configured; left pending",
                     forward.upload_id,
@@ -128,6 +161,9 @@ class Forwarder:
 
     async def close(self) -> None:
         """Stop running forwards (their journal keeps them resumable) and close pools."""
+        if self._rescan is not None:
+            self._rescan.cancel()
+            await asyncio.gather(self._rescan, return_exceptions=True)
         tasks = list(self._tasks.values())
         for task in tasks:
             task.cancel()
@@ -203,8 +239,14 @@ class Forwarder:
         await self._publish(record.upload, None, forward.target)
         return record.upload
 
+    def _claim(self, upload_id: str) -> AbstractAsyncContextManager[bool]:
+        # One server alone: every forward is its own.
+        return self._claims.claim(upload_id) if self._claims is not None else nullcontext(True)
+
     async def _run(self, upload_id: str, name: str) -> None:
-        async with self._slots:
+        async with self._slots, self._claim(upload_id) as mine:
+            if not mine:
+                return  # another replica forwards this upload
             record = await self._state.record(upload_id)
             if record is None:
                 return

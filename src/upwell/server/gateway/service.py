@@ -16,7 +16,7 @@ from ..metrics import Metrics
 from ..state import StateStore, Upload
 from ..uploads import Uploads
 from .events import EventBus
-from .forwarding import Forwarder, ForwardPolicy, ForwardTarget
+from .forwarding import ForwardClaims, Forwarder, ForwardPolicy, ForwardTarget
 from .records import record_json
 
 PROGRESS_INTERVAL = 0.25  # seconds between receive progress events of one upload
@@ -61,8 +61,10 @@ class Gateway:
         targets: Sequence[ForwardTarget],
         session_dir: Path,
         policy: ForwardPolicy | None,
+        claims: ForwardClaims | None = None,
     ) -> None:
-        """Forward through `uploads` to `targets` (called once, after Uploads exists)."""
+        """Forward through `uploads` to `targets` (called once, after Uploads exists);
+        `claims` decides which replica runs a forward when several share the state."""
         self.forwarder = Forwarder(
             targets,
             self.state,
@@ -71,6 +73,7 @@ class Gateway:
             self._publish_forward,
             policy,
             on_attempt=self.metrics.forward_attempt,
+            claims=claims,
         )
 
     def now(self) -> datetime:

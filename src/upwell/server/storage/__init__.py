@@ -8,7 +8,7 @@ the GIL), and fsyncs once, when the request ends.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -64,6 +64,12 @@ class ByteStore(Protocol):
 
     async def delete(self, upload_id: str) -> None:
         """Remove the upload's bytes; a missing upload is not an error."""
+
+    async def seal(self, upload_id: str, length: int) -> None:
+        """The upload is complete at `length` bytes: make them readable as one (idempotent)."""
+
+    def read(self, upload_id: str, start: int, stop: int) -> AsyncIterator[bytes]:
+        """A sealed upload's bytes [start, stop), in slices."""
 
     async def segments(self, upload_id: str) -> list[Path] | None:
         """The local files whose bytes, in order, are the upload (None: not on local disk)."""
