@@ -189,11 +189,11 @@ def main(argv: list[str] | None = None) -> int:
                 r = results[key]
                 r.seconds.append(m.seconds)
                 r.peak_rss.append(m.peak_rss)
-                if m.cpu_seconds is not None:
+                if m.cpu_seconds:
                     r.cpu.append(m.cpu_seconds)
                 print(
                     f"round {rnd} ({key}) {label}: {m.seconds:.2f} s, "
-                    f"{size / 1e6 / m.seconds:.0f} MB/s, CPU {fmt(m.cpu_seconds, '.2f')} s, "
+                    f"{size / 1e6 / m.seconds:.0f} MB/s, CPU {m.cpu_seconds:.2f} s, "
                     f"peak RSS {m.peak_rss / MIB:.1f} MiB",
                     flush=True,
                 )

@@ -41,6 +41,14 @@ class AWSSettings:
         return cls(endpoint_url=endpoint, region=region, **overrides)
 
 
+def check_installed() -> None:
+    """ConfigError (a usage error) when the `s3` extra is missing, before any work starts."""
+    import importlib.util
+
+    if importlib.util.find_spec("aiobotocore") is None:
+        raise ConfigError("S3 needs aiobotocore: pip install 'upwell[s3]' (or 'upwell[all]')")
+
+
 def _require_aiobotocore() -> Any:
     try:
         import aiobotocore.session

@@ -112,7 +112,8 @@ def serve(
     "target",
     default=None,
     metavar="URL",
-    help="tus endpoint URL, gemini, openai, kimi, glm, s3://bucket/key or supabase://bucket/path "
+    help="tus endpoint URL, gemini, openai, kimi, glm, s3://bucket/key or "
+    "supabase://bucket/path "
     f"(default: $UPWELL_TARGET, then {DEFAULT_TARGET}).",
 )
 @click.option(
@@ -130,13 +131,13 @@ def serve(
 @click.option("--session-id", default=None, help="Resume (or name) this session; one file only.")
 @click.option("--no-resume", is_flag=True, help="Start over even if an earlier run was cut off.")
 @click.option("--json", "as_json", is_flag=True, help="Write NDJSON progress to stdout.")
-@click.option("--upsert", is_flag=True, help="Replace an existing object (supabase:// targets).")
 @click.option(
     "--purpose", default=None, help="openai/kimi/glm: the file's purpose (default per provider)."
 )
 @click.option(
     "--multipart", is_flag=True, help="openai: use the Uploads API (parts) whatever the size."
 )
+@click.option("--upsert", is_flag=True, help="Replace an existing object (supabase:// targets).")
 def upload(
     paths: tuple[Path, ...],
     target: str | None,
@@ -147,9 +148,9 @@ def upload(
     session_id: str | None,
     no_resume: bool,
     as_json: bool,
-    upsert: bool,
-    purpose: str | None,
-    multipart: bool,
+    purpose: str | None = None,
+    multipart: bool = False,
+    upsert: bool = False,
 ) -> int:
     """Upload PATHS (several files go at once); a cut-off run resumes when run again."""
     from .memory import return_large_buffers_to_os
@@ -171,7 +172,7 @@ def upload(
         if session_id is not None:
             check_session_id(session_id)
         resolved = None
-        if upsert or purpose is not None or multipart:
+        if purpose is not None or multipart or upsert:
             from .targets.resolve import resolve_target
 
             resolved = resolve_target(

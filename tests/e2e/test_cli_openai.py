@@ -129,6 +129,8 @@ def test_upload_then_files_list_get_content_rm(
         content = upwell("files", "content", file_id, "--provider", provider, env=env)
         assert content.returncode == 0, content.stderr
         assert content.stdout == notes.read_text(encoding="utf-8")
+        as_json = upwell("files", "content", file_id, "--to", provider, "--json", env=env)
+        assert json.loads(as_json.stdout) == {"name": file_id, "content": content.stdout}
 
     removed = upwell("files", "rm", file_id, "--to", provider, env=env)
     assert removed.returncode == 0 and removed.stdout.strip() == f"deleted {file_id}"
@@ -174,6 +176,8 @@ def test_wrong_and_missing_keys_and_usage_errors(
     assert no_content.returncode == 2 and "does not serve file content" in no_content.stderr
     bad_id = upwell("files", "get", "a b", "--to", "kimi", env=kimi_env)
     assert bad_id.returncode == 2 and "not a file id" in bad_id.stderr
+    no_var = upwell("emulate", "openai", "--api-key-env", "UNSET_VAR_XYZ", env={})
+    assert no_var.returncode == 2 and "UNSET_VAR_XYZ" in no_var.stderr
 
 
 def test_a_file_over_the_providers_limit_fails_before_the_first_byte(tmp_path: Path) -> None:

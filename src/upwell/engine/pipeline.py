@@ -197,7 +197,10 @@ class Pipeline:
         info = SourceInfo(
             name=path.name,
             size=source.size,
-            mime_type=mimetypes.guess_type(path.name)[0] or "application/octet-stream",
+            # The path's type, else the display name's (a file stored under an id).
+            mime_type=mimetypes.guess_type(path.name)[0]
+            or mimetypes.guess_type(display_name or "")[0]
+            or "application/octet-stream",
             display_name=display_name or path.name,
         )
         remote = self._target.new_upload(self._http, info, plan, journal.resume_state)

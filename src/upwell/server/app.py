@@ -84,7 +84,7 @@ def create_app(
     app.router.add_get("/metrics", observe.metrics_page)
     app.router.add_get("/healthz", pages.healthz)
     app.router.add_get("/readyz", observe.readyz)
-    app.router.add_get("/", pages.index)
+    pages.add_routes(app)
     if settings.mcp_roots is not None:
         from ..mcp.http import mount_mcp  # the optional mcp extra, loaded only when asked
 

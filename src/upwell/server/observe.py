@@ -59,7 +59,7 @@ async def observe(request: web.Request, handler: _Handler) -> web.StreamResponse
             metrics.requests.labels(method=request.method, status=str(status)).inc()
             if request.method == "PATCH":
                 metrics.patch_latency.observe(elapsed)
-        sent = response.body_length if response is not None and response.prepared else 0
+        sent = _sent(response)
         owner = request.get(OWNER) or "-"
         access_log.info(
             "%s %s %s %d %s %.3fs %s",
@@ -71,6 +71,14 @@ async def observe(request: web.Request, handler: _Handler) -> web.StreamResponse
             elapsed,
             owner,
         )
+
+
+def _sent(response: web.StreamResponse | None) -> int:
+    if response is None or not response.prepared:
+        return 0
+    if isinstance(response, web.Response) and response.body is not None:
+        return response.content_length or 0
+    return response.body_length
 
 
 async def metrics_page(request: web.Request) -> web.StreamResponse:

@@ -19,15 +19,15 @@ def resolve_target(
     api_key: str | None = None,
     env: Mapping[str, str] | None = None,
     *,
-    upsert: bool = False,
     purpose: str | None = None,
     multipart: bool | None = None,
+    upsert: bool = False,
 ) -> Target:
-    """A Target from, in order: `spec` (a Target, a tus URL, "gemini", "openai", "kimi", "glm",
-    `s3://bucket/key`, `supabase://bucket/path`); `api_key` alone (Gemini); $UPWELL_TARGET;
-    $GEMINI_API_KEY (Gemini); the default local tus endpoint. `upsert` lets a Supabase upload
-    replace an existing object (S3 always does); `purpose` and `multipart` apply to the
-    OpenAI-compatible ones."""
+    """A Target from, in order: `spec` (a Target, a tus URL, "gemini", "openai", "kimi",
+    "glm", `s3://bucket/key`, `supabase://bucket/path`); `api_key` alone (Gemini);
+    $UPWELL_TARGET; $GEMINI_API_KEY (Gemini); the default local tus endpoint. `purpose` and
+    `multipart` apply to the OpenAI-compatible ones; `upsert` lets a Supabase upload replace
+    an existing object (S3 always does)."""
     env = os.environ if env is None else env
     if isinstance(spec, Target):
         return spec
@@ -40,6 +40,12 @@ def resolve_target(
             spec = "gemini"
         else:
             spec = DEFAULT_TARGET
+    if isinstance(spec, str) and spec in OPENAI_COMPATIBLE:
+        if upsert:
+            raise ConfigError("--upsert applies to supabase:// targets")
+        return _openai_compatible(spec, api_key, env, purpose, multipart)
+    if purpose is not None or multipart:
+        raise ConfigError(f"--purpose and --multipart apply to {', '.join(OPENAI_COMPATIBLE)}")
     if spec.startswith("s3://"):
         from ..aws import AWSSettings
         from .s3 import S3Target
@@ -51,10 +57,6 @@ def resolve_target(
         return SupabaseTarget.from_env(spec, env, upsert=upsert)
     if upsert:
         raise ConfigError("--upsert applies to supabase:// targets (S3 replaces objects anyway)")
-    if isinstance(spec, str) and spec in OPENAI_COMPATIBLE:
-        return _openai_compatible(spec, api_key, env, purpose, multipart)
-    if purpose is not None or multipart:
-        raise ConfigError(f"--purpose and --multipart apply to {', '.join(OPENAI_COMPATIBLE)}")
     if spec == "gemini":
         return _gemini(api_key, env)
     parts = urlsplit(spec)

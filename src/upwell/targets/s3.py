@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 import aiohttp
 import yarl
 
-from ..aws import AWSSettings, s3_client
+from ..aws import AWSSettings, check_installed, s3_client
 from ..engine.planner import Part, Plan
 from ..errors import TargetError
 from ..protocols import s3_multipart as s3
@@ -41,6 +41,7 @@ class S3Target(Target):
 
     def __init__(self, location: str | s3.ObjectURL, aws: AWSSettings | None = None) -> None:
         self.location = s3.parse_s3_url(location) if isinstance(location, str) else location
+        check_installed()
         self.aws = aws or AWSSettings.from_env()
         self._client: Any = None
         self._stack: contextlib.AsyncExitStack | None = None
@@ -145,7 +146,7 @@ class S3Upload(RemoteUpload):
         self._plan = plan
         state = state or {}
         self.bucket: str = state.get("bucket") or target.location.bucket
-        self.key: str = state.get("key") or target.location.object_key(source.name)
+        self.key: str = state.get("key") or target.location.object_key(_base_name(source))
         self.upload_id: str | None = state.get("upload_id")
         self._single = len(plan.chunks) <= 1
         self._done: dict[int, s3.ListedPart] = {}
@@ -335,6 +336,12 @@ class S3Upload(RemoteUpload):
 
     def state(self) -> dict[str, Any]:
         return {"bucket": self.bucket, "key": self.key, "upload_id": self.upload_id}
+
+
+def _base_name(source: SourceInfo) -> str:
+    """The name a prefix key is completed with: the file's display name (a forwarded upload's
+    original name, not its name on the server's disk), without any directory part."""
+    return source.display_name.rsplit("/", 1)[-1] or source.name
 
 
 def _list_page(client: Any, *, bucket: str, key: str, upload_id: str, at: int) -> Any:

@@ -163,7 +163,9 @@ class SupabaseUpload(TusUpload):
     ) -> None:
         super().__init__(target, http, source, plan, state)
         self._sb = target
-        self.object_name = (state or {}).get("object") or target.object_name(source.name)
+        self.object_name = (state or {}).get("object") or target.object_name(
+            source.display_name.rsplit("/", 1)[-1] or source.name
+        )
 
     def _metadata(self) -> str:
         return tus.encode_metadata(

@@ -5,6 +5,7 @@ targets; dedupe by SHA-256; a server stopped mid-forward finishes it when it sta
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import os
 from pathlib import Path
@@ -95,7 +96,7 @@ async def test_fan_out_sends_one_stored_copy_to_two_targets(
     payload = os.urandom(3 * GRANULE)
     source.write_bytes(payload)
     data = aiohttp.FormData()
-    data.add_field("file", source.open("rb"), filename="doc.pdf")
+    data.add_field("file", io.BytesIO(payload), filename="doc.pdf")
     resp = await client.post("/upload", data=data)
     lines = [json.loads(line) async for line in resp.content]
     last = lines[-1]

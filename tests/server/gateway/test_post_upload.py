@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import io
 import json
 import os
 from pathlib import Path
@@ -19,7 +20,10 @@ def form(path: Path, **fields: str) -> aiohttp.FormData:
     data = aiohttp.FormData()
     for name, value in fields.items():
         data.add_field(name, value)
-    data.add_field("file", path.open("rb"), filename=path.name, content_type="video/mp4")
+    # A sized body: aiohttp's client streaming a file object can stall while the answer
+    # streams back at the same time (seen in about 1 of 20 uploads); curl and browsers do not.
+    body = io.BytesIO(path.read_bytes())
+    data.add_field("file", body, filename=path.name, content_type="video/mp4")
     return data
 
 
@@ -43,7 +47,7 @@ async def test_post_upload_streams_progress_and_ends_complete(
     lines = await ndjson(resp)
     progress, last = lines[:-1], lines[-1]
     assert progress and all(p["phase"] == "receive" for p in progress)
-    assert last["stage"] == "complete"
+    assert last["stage"] == "complete", last.get("error")
     upload_id = last["upload_id"]
     assert last["url"] == str(client.make_url(f"/files/{upload_id}")) == last["file_uri"]
     assert (data_dir / "files" / upload_id).read_bytes() == payload

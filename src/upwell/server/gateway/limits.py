@@ -39,10 +39,13 @@ class GuardedBody:
         return self._body.declared
 
     async def read(self) -> bytes:
+        deadline = asyncio.timeout(self._idle)
         try:
-            async with asyncio.timeout(self._idle):
+            async with deadline:
                 chunk = await self._body.read()
         except TimeoutError:
+            if not deadline.expired():
+                raise
             raise BodyInterrupted(f"no body bytes arrived for {self._idle:g} s") from None
         now = self._loop.time()
         self._window_bytes += len(chunk)
