@@ -21,7 +21,7 @@ from .cli_mcp import mcp, require_mcp_extra
 from .cli_openai import emulate_openai
 from .cli_run import hold_gc_for_startup, run_command
 from .cli_serve import forward_targets, gateway_options, gateway_settings
-from .cli_types import RATE, SIZE
+from .cli_types import RATE, SIZE, AutoOr
 from .config import DEFAULT_TARGET, Settings
 from .errors import ConfigError, SessionError, UpwellError
 
@@ -141,10 +141,16 @@ def serve(
     f"(default: $UPWELL_TARGET, then {DEFAULT_TARGET}).",
 )
 @click.option(
-    "--chunk-size", type=SIZE, default=None, help="Bytes per request (default: by file size)."
+    "--chunk-size",
+    type=AutoOr(SIZE),
+    default=None,
+    help="Bytes per request, or auto (default: by file size, grown to fill the link).",
 )
 @click.option(
-    "--parallel", type=click.IntRange(1, 64), default=None, help="Parts of one file in flight."
+    "--parallel",
+    type=AutoOr(click.IntRange(1, 64)),
+    default=None,
+    help="Streams per file (1-64), or auto (default: as many as raise the rate, up to 8).",
 )
 @click.option(
     "--max-files", type=click.IntRange(1, 256), default=None, help="Files uploading at once."

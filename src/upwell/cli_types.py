@@ -42,3 +42,16 @@ class RateType(click.ParamType):  # type: ignore[type-arg]  # generic only in ne
 
 
 RATE = RateType()
+
+
+class AutoOr(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click
+    """`auto` (None: upwell decides from what it measures) or a value of `inner`."""
+
+    def __init__(self, inner: click.ParamType) -> None:  # type: ignore[type-arg]
+        self.inner = inner
+        self.name = f"auto|{inner.name}"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        if value is None or (isinstance(value, str) and value.strip().lower() == "auto"):
+            return None
+        return self.inner.convert(value, param, ctx)

@@ -85,11 +85,16 @@ def _env_int(env: Mapping[str, str], name: str, parse: type[int] | None = None) 
 
 @dataclass(frozen=True)
 class Limits:
-    """Bounds on concurrency and retries for one uploader."""
+    """Bounds on concurrency and retries for one uploader.
 
-    max_parallel: int = 3
+    With `adaptive` (the default, `--parallel auto`), `max_parallel` is the ceiling and the
+    streams of each file follow the measured rate; a number given pins it.
+    """
+
+    max_parallel: int = 8
     max_files: int = 5
     max_retries: int = 3
+    adaptive: bool = True
 
 
 @dataclass(frozen=True)
@@ -145,6 +150,7 @@ class Settings:
                 max_parallel=par if par is not None else defaults.max_parallel,
                 max_files=defaults.max_files,
                 max_retries=ret if ret is not None else defaults.max_retries,
+                adaptive=par is None,
             ),
             bandwidth_limit=bw,
             session_dir=Path(sd_raw) if sd_raw else None,

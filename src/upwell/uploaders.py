@@ -96,6 +96,11 @@ class ChunkedUploader:
     def _max_parallel(self) -> int:
         return 1
 
+    @property
+    def _adaptive(self) -> bool:
+        """Whether the streams of a file follow the measured rate (`--parallel auto`)."""
+        return False
+
     def _connections(self) -> int:
         return max(4, self._max_parallel * self.settings.limits.max_files + 2)
 
@@ -216,6 +221,7 @@ class ChunkedUploader:
             self.target,
             chunk_size=chunk_size or self.chunk_size,
             max_parallel=max_parallel or self._max_parallel,
+            adaptive=self._adaptive,
             retry=RetryPolicy(max_retries=self.max_retries),
             throttle=self._throttle,
             compress=self._compress,
@@ -326,7 +332,11 @@ class ParallelUploader(ChunkedUploader):
         self.max_parallel = max(
             1, max_parallel if max_parallel is not None else limits.max_parallel
         )
-        limits = replace(limits, max_parallel=self.max_parallel)
+        limits = replace(
+            limits,
+            max_parallel=self.max_parallel,
+            adaptive=limits.adaptive and max_parallel is None,
+        )
         if max_files is not None:
             limits = replace(limits, max_files=max(1, max_files))
         self.settings = replace(self.settings, limits=limits)
@@ -334,6 +344,10 @@ class ParallelUploader(ChunkedUploader):
     @property
     def _max_parallel(self) -> int:
         return self.max_parallel
+
+    @property
+    def _adaptive(self) -> bool:
+        return self.settings.limits.adaptive
 
     async def upload_file_parallel(
         self, file_path: str | os.PathLike[str], display_name: str | None = None
@@ -641,7 +655,13 @@ class ResumableUploader(ParallelUploader):
             display_name or session.display_name,
             journal,
             chunk_size=session.chunk_size or None,
-            max_parallel=session.parts if session.target_state else None,
+            # The part layout depends only on whether the file goes in parts, so any
+            # parallelism above one rebuilds the layout the session journaled.
+            max_parallel=(
+                (max(2, self._max_parallel) if session.parts > 1 else 1)
+                if session.target_state
+                else None
+            ),
         )
 
     async def _still_there(self, session: UploadSession) -> bool:

@@ -57,6 +57,15 @@ def test_several_files_upload_concurrently_in_parallel_parts(server: str, tmp_pa
         assert fetch(uris[str(f)]) == f.read_bytes()
 
 
+def test_parallel_and_chunk_size_take_auto(server: str, tmp_path: Path) -> None:
+    src = make_file(tmp_path / "auto.bin", 3 * MiB + 7, seed=9)
+    out = run_upwell(
+        "upload", str(src), "--to", server, "--parallel", "auto", "--chunk-size", "AUTO"
+    )
+    assert out.returncode == 0, out.stderr
+    assert fetch(out.stdout.strip().split(" -> ")[1]) == src.read_bytes()
+
+
 def test_target_comes_from_upwell_target_env(server: str, tmp_path: Path) -> None:
     src = make_file(tmp_path / "env.bin", 1000)
     out = run_upwell("upload", str(src), env={"UPWELL_TARGET": server})
@@ -70,6 +79,8 @@ def test_target_comes_from_upwell_target_env(server: str, tmp_path: Path) -> Non
         (["upload", "/nonexistent/file.bin"], "no such file"),
         (["upload", "{src}", "--chunk-size", "lots"], "chunk"),
         (["upload", "{src}", "--parallel", "0"], "parallel"),
+        (["upload", "{src}", "--parallel", "fast"], "parallel"),
+        (["upload", "{src}", "--chunk-size", "autom"], "chunk"),
         (["upload", "{src}", "--to", "ftp://example"], "not understood"),
         (["upload"], "PATHS"),
         (["frobnicate"], "No such command"),

@@ -297,3 +297,36 @@ def test_peak_rss_stays_flat_for_one_post_and_for_64_mib_parts(tmp_path: Path) -
     assert whole <= 64 and parts <= 64, (whole, parts)
     # 24 times the file, 64 MiB parts: about the same memory as 4 MiB in one request.
     assert max(whole, parts) - baseline < 12, (baseline, whole, parts)
+
+
+def test_sessions_rm_ends_the_upload_a_killed_run_left(tmp_path: Path) -> None:
+    faults = FaultPlan(stall_requests=frozenset({2}))  # the second part request hangs
+    apps: list[web.Application] = []
+
+    def make_app() -> web.Application:
+        apps.append(create_openai_app(tmp_path / "emu", api_key=KEY, faults=faults))
+        return apps[-1]
+
+    src = make_file(tmp_path / "left.bin", 12 * MiB, seed=7)
+    with emulator_in_thread(make_app) as url:
+        env = {**provider_env("openai", url, tmp_path), "UPWELL_FILES_MAX_SIZE": "4MiB"}
+        argv = ["upload", str(src), "--to", "openai", "--chunk-size", "4MiB", "--parallel", "1"]
+        first = subprocess.Popen(
+            [*UPWELL, *argv],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            env={**os.environ, **env},
+        )
+        try:
+            assert faults.stalled.wait(30), "the upload never reached its second part"
+        finally:
+            first.kill()
+            first.wait()
+        listed = upwell("sessions", "list", "--json", env=env)
+        assert listed.returncode == 0, listed.stderr
+        (session,) = [json.loads(line) for line in listed.stdout.splitlines()]
+        removed = upwell("sessions", "rm", session["session_id"], env=env)
+        assert removed.returncode == 0, removed.stderr
+        (up,) = apps[0][EMULATOR].uploads.values()
+        assert up.upload.status == "cancelled"
+        assert not (tmp_path / "emu" / "uploads" / up.upload.id).exists()  # parts dropped

@@ -193,26 +193,53 @@ async def test_file_changed_during_upload_fails_clearly(upwell_server: str, tmp_
     assert result.error is not None and "changed" in result.error
 
 
-async def test_a_file_damaged_at_the_server_fails_the_whole_file_check(
-    upwell_server: str, data_dir: Path, tmp_path: Path
+async def test_a_part_the_server_holds_other_bytes_of_fails_the_part_check(
+    upwell_server: str, tmp_path: Path
 ) -> None:
-    src = make_file(tmp_path / "parts.bin", 4 * MiB, seed=11)
-    uploader = ParallelUploader(target=upwell_server, chunk_size=1 * MiB, max_parallel=2)
-    damaged = False
+    """Someone else wrote the first half of a part: the server's digest of the part, answered
+    on the PATCH that completes it, is not the file's, and the client says so (no read-back
+    of the file is needed to find out)."""
+    import aiohttp
 
-    async def damage_a_part(p: UploadProgress) -> None:
-        # Every part is stored (each PATCH verified); flip a byte on disk before assembly.
-        # This task runs without awaiting, before the loop carries the concatenation request.
-        nonlocal damaged
-        if p.stage == "finalizing" and not damaged:
-            damaged = True
-            part_url = next(iter(uploader._unfinished.values()))["parts"]["1"]
-            flip_first_byte(data_dir / "files" / part_url.rsplit("/", 1)[1])
+    from upwell.engine.planner import Chunk, Part, Plan
+    from upwell.engine.reader import FileSlices, FileSource
+    from upwell.errors import IntegrityError
+    from upwell.targets.base import Body, SourceInfo
+    from upwell.targets.tus import TusTarget
 
-    result = await uploader.upload_file(src, progress_callback=damage_a_part)
-    assert damaged
-    assert not result.success
-    assert result.error_type == "IntegrityError"
+    src = tmp_path / "ab.bin"
+    src.write_bytes(b"abcdef")
+    chunks = (Chunk(0, 0, 3), Chunk(1, 3, 3))
+    plan = Plan(6, 3, (Part(0, 0, 6, chunks[:1]), Part(1, 0, 6, chunks)))
+    async with aiohttp.ClientSession() as http:
+        target = TusTarget(upwell_server)
+        await target.open(http)
+        remote = target.new_upload(http, SourceInfo("ab.bin", 6, "x/y", "ab.bin"), plan)
+        await remote.create()
+        url = remote.state()["parts"]["1"]
+        intruder = {
+            "Tus-Resumable": "1.0.0",
+            "Upload-Offset": "0",
+            "Content-Type": "application/offset+octet-stream",
+        }
+        async with http.patch(url, data=b"XYZ", headers=intruder) as r:
+            assert r.status == 204
+        source = await FileSource.open(src)
+        try:
+            body = Body(
+                offset=3,
+                size=3,
+                stream=FileSlices(source, 3, 3),
+                part_sha256=hashlib.sha256(b"abcdef").digest(),
+            )
+            try:
+                await remote.send(plan.parts[1], body)
+            except IntegrityError as exc:
+                assert "part 1" in str(exc)
+            else:
+                raise AssertionError("the mismatched part was accepted")
+        finally:
+            await source.close()
 
 
 def flip_first_byte(path: Path) -> None:

@@ -52,8 +52,21 @@ def emulator(emu_dir: Path, clock: Clock) -> Iterator[str]:
         yield url
 
 
+_clients: list[openai.OpenAI] = []
+
+
+@pytest.fixture(autouse=True)
+def close_clients() -> Iterator[None]:
+    """Close every SDK client a test made (their pooled sockets with them)."""
+    yield
+    while _clients:
+        _clients.pop().close()
+
+
 def sdk(url: str, prefix: str = "/v1", key: str = KEY) -> openai.OpenAI:
-    return openai.OpenAI(api_key=key, base_url=url + prefix, max_retries=0)
+    client = openai.OpenAI(api_key=key, base_url=url + prefix, max_retries=0)
+    _clients.append(client)
+    return client
 
 
 @pytest.mark.parametrize("prefix", ["/v1", "/api/paas/v4"])

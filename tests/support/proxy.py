@@ -85,13 +85,16 @@ class FaultProxy:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)  # type: ignore[arg-type]
+        self._writers.add(writer)
         try:
             up_reader, up_writer = await asyncio.open_connection(
                 self.upstream_host, self.upstream_port
             )
         except OSError:
+            self._writers.discard(writer)
             writer.close()
             return
+        self._writers.add(up_writer)
         cut = asyncio.Event()
         fault, fault_at, seconds = self.chaos.pick() if self.chaos else ("none", 0, 0.0)
         conn_up = 0

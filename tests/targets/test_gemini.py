@@ -342,7 +342,57 @@ async def test_finish_waits_for_active_with_backoff(start_emu: EmuFactory, tmp_p
     result = await ChunkedUploader(target=target).upload_file(src)
     assert result.success, result.error
     assert result.extra["state"] == "ACTIVE"
-    assert waits == [1.0, 2.0, 3.0, 3.0]
+    # The first look is at once (no wait), then the waits grow up to the maximum.
+    assert waits == [1.0, 2.0, 3.0]
+
+
+async def test_finish_looks_at_once_and_says_the_service_is_processing(
+    start_emu: EmuFactory, tmp_path: Path
+) -> None:
+    emu = await start_emu(processing_polls=1)
+    waits: list[float] = []
+
+    async def record(seconds: float) -> None:
+        waits.append(seconds)
+
+    src = make_file(tmp_path / "p.bin", 10, seed=10)
+    uploader = ChunkedUploader(target=emu.target(sleep=record))
+    uploader.progress_tracker._min_interval = 0.0
+    events: list[UploadProgress] = []
+    result = await uploader.upload_file(src, progress_callback=events.append)
+    assert result.success, result.error
+    assert waits == []  # ACTIVE at the first look, made at once
+    assert any("is processing files/" in e.message for e in events)
+    assert GeminiTarget(KEY).poll_interval <= 0.1  # short intervals by default
+
+
+async def test_the_project_is_listed_once_per_process_for_its_quota(
+    start_emu: EmuFactory, tmp_path: Path
+) -> None:
+    emu = await start_emu()
+    uploader = ChunkedUploader(target=emu.target(project_quota=100 * G), sleep=no_sleep)
+    for i in range(3):
+        src = make_file(tmp_path / f"{i}.bin", 1000, seed=i)
+        assert (await uploader.upload_file(src)).success
+    # Another target object for the same service and key shares what was listed.
+    other = ChunkedUploader(target=emu.target(project_quota=100 * G), sleep=no_sleep)
+    assert (await other.upload_file(tmp_path / "0.bin")).success
+    lists = [p for m, p, _ in emu.seen if m == "GET" and p.split("?")[0].endswith("/files")]
+    assert len(lists) == 1
+
+
+async def test_a_listing_that_fails_does_not_fail_the_upload(
+    start_emu: EmuFactory, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    emu = await start_emu(faults=FaultPlan(fail_list=True))
+    src = make_file(tmp_path / "q.bin", 1000, seed=3)
+    uploader = ChunkedUploader(
+        target=emu.target(project_quota=1 * G), sleep=no_sleep, max_retries=0
+    )
+    result = await uploader.upload_file(src)
+    assert result.success, result.error
+    assert sha256_of(emu.stored(result.file_name or "")) == sha256_of(src)
+    assert "could not list the project's files" in caplog.text
 
 
 async def test_a_file_that_fails_processing_fails_the_upload(
@@ -557,3 +607,25 @@ async def test_a_file_the_project_has_no_room_for_fails_before_the_first_byte(
     assert result.error is not None and "does not fit" in result.error
     assert emu.faults.chunk_requests == chunks_before  # not one byte was sent
     assert len(emu.state.uploads) == 1  # and no upload was even started
+
+
+async def test_auto_chunk_size_merges_granular_chunks_over_a_long_link(
+    start_emu: EmuFactory, tmp_path: Path
+) -> None:
+    """One stream per file here: once the idle time per request is measured, requests carry
+    several planned chunks (each a multiple of the granularity), so fewer go out."""
+    from benchmarks.wan_proxy import wan_proxy
+
+    emu = await start_emu()
+    size = 36 * G - 5  # just under 9 MiB: planned in 1 MiB chunks (the seed's table)
+    src = make_file(tmp_path / "long.bin", size, seed=40)
+    async with wan_proxy(emu.url, rtt=0.04, conn_rate=8e6) as proxy:
+        target = GeminiTarget(KEY, f"http://127.0.0.1:{proxy.port}", granularity=G, sleep=no_sleep)
+        uploader = ChunkedUploader(target=target)
+        result = await uploader.upload_file(src)
+    assert result.success, result.error
+    assert sha256_of(emu.stored(result.file_name or "")) == sha256_of(src)
+    planned = result.total_chunks
+    assert planned == 9
+    assert emu.faults.chunk_requests < planned  # merged
+    assert all(c.uploaded and c.checksum for c in result.chunks)

@@ -452,3 +452,8 @@ def test_resolve_reads_key_and_base_url_from_the_environment() -> None:
         50 * MiB,
     )
     assert "k1" not in repr(openai_t) and os.environ.get("OPENAI_API_KEY") != "k1"
+    # What a session recorded as its target resolves back to the preset (sessions rm)...
+    again = resolve_target("https://api.moonshot.cn/v1/files", env=env)
+    assert isinstance(again, OpenAITarget) and again.kind == "kimi"
+    # ...but only with its key set; otherwise a URL is a tus endpoint.
+    assert not isinstance(resolve_target("https://api.openai.com/v1/files", env={}), OpenAITarget)

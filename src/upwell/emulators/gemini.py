@@ -59,6 +59,7 @@ class FaultPlan:
       `stalled` is set when one starts, so a test knows when to kill its client.
     - `delay`: seconds every answer waits (slow service).
     - `fail_processing`: finished files end `FAILED` instead of `ACTIVE`.
+    - `fail_list`: `files.list` answers 503 (a listing that does not work today).
     """
 
     fail_every: int = 0
@@ -73,6 +74,7 @@ class FaultPlan:
     stall_seconds: float = 30.0
     delay: float = 0.0
     fail_processing: bool = False
+    fail_list: bool = False
     # What happened, for tests and logs.
     chunk_requests: int = 0
     failed: int = 0
@@ -699,6 +701,8 @@ async def handle_list(request: web.Request) -> web.StreamResponse:
     emu = await _api_request(request)
     if isinstance(emu, web.Response):
         return emu
+    if emu.faults.fail_list:
+        return _error(503, "The service is currently unavailable.")
     try:
         raw = request.query.get("pageSize")
         size = DEFAULT_PAGE_SIZE if not raw else gr.parse_uint(raw, "pageSize")

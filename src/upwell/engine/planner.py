@@ -82,7 +82,11 @@ def effective_chunk_size(file_size: int, caps: Capabilities, requested: int | No
 def plan_upload(
     file_size: int, caps: Capabilities, chunk_size: int | None, max_parallel: int
 ) -> Plan:
-    """Split a file into parts (what goes in parallel) and chunks (one request each)."""
+    """Split a file into parts (what goes in parallel) and chunks (what is journaled).
+
+    With `max_parallel` > 1 and a target that takes parallel parts, the parts are a queue that
+    streams pull from (how many streams is the pipeline's business); otherwise one part.
+    """
     if caps.whole_file_max is not None and file_size <= caps.whole_file_max:
         whole = (Chunk(0, 0, file_size),) if file_size else ()
         return Plan(file_size, file_size, (Part(0, 0, file_size, whole),))
@@ -97,17 +101,40 @@ def plan_upload(
         return Plan(file_size, size, parts)
     if not caps.parallel_parts or max_parallel <= 1 or count <= 1:
         return Plan(file_size, size, (Part(0, 0, file_size, tuple(chunks)),))
-    # Appendable parts: one contiguous run of chunks per stream, so the final assembly lists
-    # few parts, and each part resumes at its own offset.
-    n_parts = min(max_parallel, count)
-    per, extra = divmod(count, n_parts)
-    parts_list: list[Part] = []
-    start = 0
-    for p in range(n_parts):
-        n = per + (1 if p < extra else 0)
-        run = tuple(chunks[start : start + n])
-        start += n
-        parts_list.append(Part(p, run[0].offset, run[-1].end - run[0].offset, run))
+    parts_list = _guided_parts(chunks)
     if min(p.size for p in parts_list[:-1]) < caps.min_part_size:
         return Plan(file_size, size, (Part(0, 0, file_size, tuple(chunks)),))
     return Plan(file_size, size, tuple(parts_list))
+
+
+#: Appendable parts shrink as the file goes: each takes 1/GUIDE of the chunks still unassigned,
+#: so streams pulling parts from a queue all finish near the same time (the last parts are one
+#: chunk each), while the final concatenation lists at most about MAX_APPEND_PARTS parts.
+GUIDE = 16
+MAX_APPEND_PARTS = 64
+
+
+def _guided_parts(chunks: list[Chunk]) -> list[Part]:
+    """Contiguous runs of chunks, big first and one chunk at the end (guided self-scheduling).
+
+    The layout depends on the chunks only, not on how many streams send it, so a later run
+    resuming the same parts at whatever parallelism rebuilds exactly the same layout.
+    """
+    floor = 1  # the fewest chunks in a part: grows only for files of very many chunks
+    while True:
+        parts = _runs(chunks, floor)
+        if len(parts) <= MAX_APPEND_PARTS:
+            return parts
+        floor += max(1, floor // 4)
+
+
+def _runs(chunks: list[Chunk], floor: int) -> list[Part]:
+    count = len(chunks)
+    parts: list[Part] = []
+    start = 0
+    while start < count:
+        n = min(count - start, max(floor, math.ceil((count - start) / GUIDE)))
+        run = tuple(chunks[start : start + n])
+        parts.append(Part(len(parts), run[0].offset, run[-1].end - run[0].offset, run))
+        start += n
+    return parts

@@ -200,6 +200,7 @@ async def create(request: web.Request) -> web.StreamResponse:
     headers = {
         "Location": upload_url(request, settings.base_path, upload.id, settings.trust_proxy),
         "Upload-Offset": str(upload.offset),
+        **_known_digest(upload),
     }
     return web.Response(status=201, headers=_expiry_headers(upload, headers))
 
@@ -257,8 +258,16 @@ async def patch(request: web.Request) -> web.StreamResponse:
             upload_id, offset=offset, length=length, body=body, checksum=checksum
         ),
     )
-    headers = {"Upload-Offset": str(upload.offset)}
+    headers = {"Upload-Offset": str(upload.offset), **_known_digest(upload)}
     return web.Response(status=204, headers=_expiry_headers(upload, headers))
+
+
+def _known_digest(upload: Upload) -> dict[str, str]:
+    """Repr-Digest of an upload its last request completed, when the server kept a running
+    digest of it (RFC 9530 allows it unasked): the client checks it against its own."""
+    if upload.completed and upload.sha256 is not None:
+        return {"Repr-Digest": format_repr_digest(bytes.fromhex(upload.sha256))}
+    return {}
 
 
 async def delete(request: web.Request) -> web.StreamResponse:

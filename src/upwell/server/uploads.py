@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Protocol
 
 from ..errors import ProtocolError
+from .digests import RunningDigests
 from .ids import new_upload_id
 from .locks import Lease, Locker, UploadLockedError
 from .owners import current_owner
@@ -115,6 +116,7 @@ class Uploads:
         # PATCH requests of this process under way, by upload: each event is set once the
         # request has committed (or failed).
         self._writing: dict[str, set[asyncio.Event]] = {}
+        self._digests = RunningDigests()
 
     async def get(self, upload_id: str) -> Upload:
         """The upload; 404 when unknown (or another owner's), 410 when it expired unfinished."""
@@ -319,6 +321,7 @@ class Uploads:
         batch_limit = self._batch_limit()
         interrupted: BodyInterrupted | None = None
         overflow = False
+        running = self._digests.begin(upload.id, upload.offset)
         try:
             while chunk := await body.read():
                 received += len(chunk)
@@ -329,13 +332,19 @@ class Uploads:
                 batch_size += len(chunk)
                 lease.touch(received)
                 if batch_size >= batch_limit or len(batch) >= MAX_BATCH_BUFFERS:
+                    await running.feed(batch)
                     await writer.write(batch)
                     batch, batch_size = [], 0
                     batch_limit = self._batch_limit()
                     await self.observer.receiving(upload, upload.offset + received)
+            await running.feed(batch)
+            hasher = await running.done()
         except BodyInterrupted as exc:
             interrupted = exc
+            await running.feed(batch)
+            hasher = await running.done()
         except BaseException:
+            running.cancel()
             await writer.finish([], keep=False)
             raise
         # A cut-off body keeps what arrived, unless a checksum covered the whole of it.
@@ -353,6 +362,12 @@ class Uploads:
         updated = replace(
             updated, expires=None if updated.completed else now + self._settings.expiry
         )
+        digest = self._digests.commit(upload.id, upload.offset, running, hasher, appended.kept)
+        if updated.completed:
+            self._digests.forget(upload.id)
+            if digest is not None:
+                # The last byte landed: its digest is known without reading anything back.
+                updated = replace(updated, sha256=digest.hex())
         await self._state.update(updated)
         if updated.completed and updated.length is not None:
             await self._seal(updated.id, updated.length)  # before anyone is told it is stored
@@ -545,6 +560,7 @@ class Uploads:
             await self._forget(upload_id)
 
     async def _forget(self, upload_id: str) -> None:
+        self._digests.forget(upload_id)
         upload = await self._state.get(upload_id)
         await self._state.delete(upload_id)
         await self._storage.delete(upload_id)

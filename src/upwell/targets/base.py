@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -36,6 +36,9 @@ class Body:
     stream: FileSlices
     digests: dict[str, bytes] = field(default_factory=dict)
     encoding: str | None = None
+    #: On the request that ends a part: the SHA-256 of the whole part as the file holds it,
+    #: for a target that can compare it with what it stored (None: not known).
+    part_sha256: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -61,6 +64,14 @@ class RemoteFile:
 
 class RemoteUpload(ABC):
     """One file's upload at a target. Methods raise TargetError (retryable or not)."""
+
+    #: Where the upload says what the target is doing while the engine waits on it (e.g.
+    #: "the service is processing the file"); the engine puts it into the progress stream.
+    reporter: Callable[[str], None] | None = None
+
+    def report(self, message: str) -> None:
+        if self.reporter is not None:
+            self.reporter(message)
 
     @abstractmethod
     async def create(self) -> None:

@@ -20,6 +20,8 @@ class Capabilities:
     - `file_digests`: whole-file digests (hashlib names) the target needs to finish a file
       sent in parts, computed in the same read of the file as its SHA-256 (a file sent whole
       in one request gets none).
+    - `part_digests`: the target may compare each part's SHA-256 (`Body.part_sha256`, on the
+      request that ends the part) with what it stored, so the engine computes it.
     """
 
     parallel_parts: bool = False
@@ -34,3 +36,4 @@ class Capabilities:
     max_chunk_size: int | None = None
     whole_file_max: int | None = None
     file_digests: tuple[str, ...] = ()
+    part_digests: bool = False

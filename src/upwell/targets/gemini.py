@@ -11,10 +11,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
+import logging
 import re
 import time
 from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
 
@@ -35,6 +38,21 @@ DEFAULT_API_VERSION = "v1beta"
 _VERSION = re.compile(r"^v[0-9]+[a-z0-9]*$")
 
 
+@dataclass
+class _ProjectUsage:
+    """What one process knows of a project's stored bytes (see GeminiTarget.check_quota)."""
+
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    loop: asyncio.AbstractEventLoop | None = None  # the loop `lock` belongs to
+    listed: bool = False  # a listing was tried (at most once per process)
+    known: bool = False  # and it worked
+    used: int = 0
+
+
+_PROJECT_USAGE: dict[tuple[str, str, bytes], _ProjectUsage] = {}
+log = logging.getLogger("upwell")
+
+
 class GeminiTarget(Target, FileService):
     """The Gemini Files API (or anything speaking it, such as `upwell emulate gemini`).
 
@@ -53,8 +71,8 @@ class GeminiTarget(Target, FileService):
         api_version: str = DEFAULT_API_VERSION,
         *,
         poll_timeout: float = 600.0,
-        poll_interval: float = 1.0,
-        max_poll_interval: float = 10.0,
+        poll_interval: float = 0.1,
+        max_poll_interval: float = 5.0,
         max_size: int = gr.MAX_FILE_SIZE,
         project_quota: int | None = gr.PROJECT_QUOTA,
         granularity: int = gr.DEFAULT_GRANULARITY,
@@ -214,18 +232,42 @@ class GeminiTarget(Target, FileService):
                 return
 
     async def check_quota(self, http: aiohttp.ClientSession, size: int) -> None:
-        """Refuse, before the first byte, a file the project has no room for."""
+        """Refuse, before the first byte, a file the project has no room for.
+
+        The project's files are listed once per process (per service and key): listing a
+        big project takes many round trips, so later uploads count on what was listed plus
+        what this process has started since. A listing that fails is logged and the upload
+        goes on (the service enforces its quota anyway).
+        """
         if self.project_quota is None:
             return
-        used = 0
-        async for f in self.iter_gemini_files(http):
-            used += f.size
-        if used + size > self.project_quota:
-            raise TargetError(
-                f"the project already stores {format_size(used)} of its "
-                f"{format_size(self.project_quota)}; this {format_size(size)} file does not fit "
-                "(files expire after 48 h, or remove some with `upwell files rm`)"
-            )
+        key = (self.base_url, self.api_version, hashlib.sha256(self._api_key.encode()).digest())
+        usage = _PROJECT_USAGE.get(key)
+        if usage is None:
+            usage = _ProjectUsage()
+            _PROJECT_USAGE[key] = usage
+        loop = asyncio.get_running_loop()
+        if usage.loop is not loop:
+            usage.lock, usage.loop = asyncio.Lock(), loop
+        async with usage.lock:
+            if not usage.listed:
+                usage.listed = True
+                try:
+                    usage.used = 0
+                    async for f in self.iter_gemini_files(http):
+                        usage.used += f.size
+                    usage.known = True
+                except TargetError as exc:
+                    log.warning("could not list the project's files to check its quota: %s", exc)
+            if not usage.known:
+                return
+            if usage.used + size > self.project_quota:
+                raise TargetError(
+                    f"the project already stores {format_size(usage.used)} of its "
+                    f"{format_size(self.project_quota)}; this {format_size(size)} file does not "
+                    "fit (files expire after 48 h, or remove some with `upwell files rm`)"
+                )
+            usage.used += size
 
     async def list_files(
         self, http: aiohttp.ClientSession, page_size: int = 100
@@ -455,6 +497,7 @@ class GeminiUpload(RemoteUpload):
         file = self._file
         deadline = self._t._clock() + self._t.poll_timeout
         delay = self._t.poll_interval
+        first = True
         while file.state in (gr.STATE_PROCESSING, "STATE_UNSPECIFIED"):
             remaining = deadline - self._t._clock()
             if remaining <= 0:
@@ -464,8 +507,13 @@ class GeminiUpload(RemoteUpload):
                     f"{file.name}'",
                     retryable=False,
                 )
-            await self._t._sleep(min(delay, remaining))
-            delay = min(delay * 2, self._t.max_poll_interval)
+            if first:
+                # Small files are often ACTIVE by the time the upload is answered: look at once.
+                self.report(f"Gemini is processing {file.name}; waiting for it to be ACTIVE")
+                first = False
+            else:
+                await self._t._sleep(min(delay, remaining))
+                delay = min(delay * 2, self._t.max_poll_interval)
             file = await self._t.get_gemini_file(self._http, file.name)
             self._file = file
         if file.state == gr.STATE_FAILED:

@@ -136,7 +136,7 @@ class OpenAITarget(Target, FileService):
         )
         if self.uses_uploads and (self.multipart or not whole):
             return PartsUpload(self, http, source, plan, state)
-        return SingleUpload(self, http, source, state)
+        return SingleUpload(self, http, source, state, stale_upload=(state or {}).get("upload_id"))
 
     # -- requests and errors --------------------------------------------------------------
     def api_url(self, *path: str) -> str:
@@ -296,12 +296,15 @@ class SingleUpload(RemoteUpload):
         http: aiohttp.ClientSession,
         source: SourceInfo,
         state: dict[str, Any] | None,
+        *,
+        stale_upload: str | None = None,
     ) -> None:
         self._t = target
         self._http = http
         self._source = source
         self._file: of.OpenAIFile | None = None
         self._file_id: str | None = None
+        self._stale_upload = stale_upload
         if state and state.get("size") == source.size and state.get("purpose") == target.purpose:
             self._file_id = state.get("file") or None
 
@@ -358,7 +361,10 @@ class SingleUpload(RemoteUpload):
         return _checked(self._t, self._file, self._source.size)
 
     async def abort(self) -> None:
-        return None  # one request: nothing is left half-made at the service
+        # One request leaves nothing half-made; an Upload an earlier --multipart run left
+        # (the state this one was given) is ended.
+        if self._stale_upload:
+            await _cancel(self._t, self._http, self._stale_upload)
 
     def state(self) -> dict[str, Any]:
         return {"file": self._file_id, "size": self._source.size, "purpose": self._t.purpose}
@@ -374,6 +380,13 @@ def _checked(target: OpenAITarget, f: of.OpenAIFile, size: int) -> RemoteFile:
     if f.bytes is None:
         remote = RemoteFile(remote.uri, remote.name, size, remote.sha256, remote.extra)
     return remote
+
+
+async def _cancel(target: OpenAITarget, http: aiohttp.ClientSession, upload_id: str) -> None:
+    """Best effort: end an Upload (it would expire within the hour anyway)."""
+    url = target.api_url("uploads", upload_id, "cancel")
+    with contextlib.suppress(TargetError):
+        await target.call(http, "POST", url, "POST upload cancel")
 
 
 class PartsUpload(RemoteUpload):
@@ -522,9 +535,7 @@ class PartsUpload(RemoteUpload):
     async def abort(self) -> None:
         if self._upload_id is None or self._file is not None:
             return
-        url = self._t.api_url("uploads", self._upload_id, "cancel")
-        with contextlib.suppress(TargetError):
-            await self._t.call(self._http, "POST", url, "POST upload cancel")
+        await _cancel(self._t, self._http, self._upload_id)
 
     def state(self) -> dict[str, Any]:
         return {

@@ -61,6 +61,9 @@ def resolve_target(
         return _gemini(api_key, env)
     parts = urlsplit(spec)
     if parts.scheme in ("http", "https") and parts.netloc:
+        preset = _preset_at(spec, env)
+        if preset is not None:
+            return _openai_compatible(preset, api_key, env, None, None)
         return TusTarget(spec)
     if parts.scheme in ("ietf+http", "ietf+https") and parts.netloc:
         from .ietf import IetfTarget  # the IETF resumable-upload draft
@@ -111,3 +114,15 @@ def _openai_compatible(
     return OpenAITarget(
         key, preset, base, purpose=purpose, multipart=multipart, max_file_size=max_file_size
     )
+
+
+def _preset_at(url: str, env: Mapping[str, str]) -> str | None:
+    """The OpenAI-compatible preset whose files URL (from the environment) `url` is, when its
+    key is set: what a session recorded as its target (`sessions rm` ends its Upload)."""
+    from ..protocols.openai_files import PRESETS
+
+    for name, preset in PRESETS.items():
+        base = (env.get(preset.base_env) or preset.default_base).rstrip("/")
+        if url.rstrip("/") == f"{base}/files" and env.get(preset.key_env, "").strip():
+            return name
+    return None

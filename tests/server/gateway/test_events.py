@@ -88,3 +88,13 @@ async def test_a_quiet_stream_sends_heartbeats(make_gateway: MakeGateway) -> Non
 async def test_a_bad_last_event_id_is_400(gateway: Client) -> None:
     resp = await gateway.get("/uploads/events", headers={"Last-Event-ID": "abc"})
     assert resp.status == 400
+
+
+async def test_an_upload_stream_ends_when_the_upload_is_deleted(gateway: Client) -> None:
+    upload_id = await tus_upload(gateway, b"x" * 10, finish=False)
+    async with gateway.get(f"/uploads/{upload_id}/events") as resp:
+        await next_message(resp)
+        assert (await gateway.delete(f"/uploads/{upload_id}")).status == 204
+        gone = await next_message(resp)
+        assert (gone.event, gone.data["id"], gone.data["deleted"]) == ("record", upload_id, True)
+        assert await resp.content.read() == b""

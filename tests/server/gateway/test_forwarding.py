@@ -177,3 +177,28 @@ async def _tus(http: aiohttp.ClientSession, url: str, payload: bytes) -> str:
     async with http.patch(location, data=payload, headers=headers) as resp:
         assert resp.status == 204
     return location.rsplit("/", 1)[1]
+
+
+async def test_delete_stops_a_running_forward_and_forgets_it(
+    make_gateway: MakeGateway, make_emulator: MakeEmulator, data_dir: Path
+) -> None:
+    emulator = await make_emulator(FaultPlan(delay=0.1))
+    client = await make_gateway(forwards=(emulator.target(),), **FAST)
+    async with client.get("/uploads/events") as events:
+        upload_id = await tus_upload(client, os.urandom(12 * GRANULE))
+        await until(
+            events,
+            lambda m: (
+                m.event == "record"
+                and m.data["forwards"]
+                and m.data["forwards"][0]["state"] == "running"
+            ),
+        )
+        assert (await client.delete(f"/uploads/{upload_id}")).status == 204
+        gone = await until(events, lambda m: m.event == "record" and m.data.get("deleted"))
+    assert gone[-1].data["id"] == upload_id
+    await forwards_settled(client)
+    assert (await client.get(f"/uploads/{upload_id}")).status == 404
+    assert not (data_dir / "files" / upload_id).exists()
+    assert emulator.files() == []
+    assert list((data_dir / "forwards").glob(f"*{upload_id}*")) == []

@@ -1,6 +1,12 @@
 import pytest
 
-from upwell.engine.planner import MiB, auto_chunk_size, effective_chunk_size, plan_upload
+from upwell.engine.planner import (
+    MAX_APPEND_PARTS,
+    MiB,
+    auto_chunk_size,
+    effective_chunk_size,
+    plan_upload,
+)
 from upwell.targets.capabilities import Capabilities
 
 SEQ = Capabilities()
@@ -48,15 +54,34 @@ def test_max_parts_grows_the_chunk_size() -> None:
     assert effective_chunk_size(100 * MiB, caps, 1 * MiB) >= 10 * MiB
 
 
-def test_appendable_parallel_parts_are_contiguous_runs_of_chunks() -> None:
-    size = 10 * MiB + 5
+@pytest.mark.parametrize("chunks", [2, 11, 39, 205, 1000, 20_000])
+def test_appendable_parallel_parts_are_contiguous_runs_that_shrink_to_one_chunk(
+    chunks: int,
+) -> None:
+    size = (chunks - 1) * MiB + 5
     plan = plan_upload(size, PAR, 1 * MiB, 4)
-    assert len(plan.parts) == 4
     assert plan.parts[0].offset == 0
     for a, b in zip(plan.parts, plan.parts[1:], strict=False):
         assert a.end == b.offset
+        assert len(a.chunks) >= len(b.chunks)  # big first, so streams finish together
     assert plan.parts[-1].end == size
-    assert sum(len(p.chunks) for p in plan.parts) == 11
+    assert sum(len(p.chunks) for p in plan.parts) == chunks
+    assert [p.index for p in plan.parts] == list(range(len(plan.parts)))
+    assert len(plan.parts) <= MAX_APPEND_PARTS
+    if chunks <= 1000:
+        # The tail is fine-grained: no stream is left with three chunks while others idle.
+        assert all(len(p.chunks) <= 3 for p in plan.parts[-8:])
+
+
+def test_the_part_layout_does_not_depend_on_the_stream_count() -> None:
+    """A resumed run rebuilds the journaled layout whatever its parallelism."""
+    size = 300 * MiB + 7
+    layouts = {
+        tuple((p.offset, p.size) for p in plan_upload(size, PAR, 2 * MiB, n).parts)
+        for n in (2, 3, 8, 64)
+    }
+    assert len(layouts) == 1
+    assert len(plan_upload(size, PAR, 2 * MiB, 1).parts) == 1
 
 
 def test_atomic_parts_are_one_chunk_each() -> None:

@@ -203,6 +203,8 @@ class Forwarder:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
+        for name in self.targets:
+            await self._sessions.delete_session(_session_id(upload_id, name))
 
     async def wait(self) -> None:
         """Until no forward is running (tests, benchmarks)."""
@@ -270,6 +272,8 @@ class Forwarder:
                 self._on_attempt(name, done is not None)
                 if done is not None:
                     await self._save(done)
+                    # The catalog keeps the outcome; the engine's journal is done with.
+                    await self._sessions.delete_session(_session_id(upload_id, name))
                     return
                 if forward.attempts >= self.policy.max_attempts:
                     await self._save(replace(forward, state="failed", error=error))
@@ -315,7 +319,7 @@ class Forwarder:
         uploader = self._uploaders[forward.target]
         result = await uploader.upload_file_resumable(
             segments[0],
-            session_id=f"forward-{upload.id}-{_safe(forward.target)}",
+            session_id=_session_id(upload.id, forward.target),
             display_name=filename_of(upload) or upload.id,
             progress_callback=on_progress,
         )
@@ -328,6 +332,11 @@ class Forwarder:
             file_name=result.file_name,
             file_uri=result.file_uri,
         )
+
+
+def _session_id(upload_id: str, target: str) -> str:
+    """The engine session that journals the bytes of one forward."""
+    return f"forward-{upload_id}-{_safe(target)}"
 
 
 def _safe(name: str) -> str:

@@ -29,7 +29,7 @@ from .limits import guard_body, quota_cap
 from .records import absolute, record_json
 from .routes import origin_of, owner_of
 
-PART_READ = 256 * 1024  # bytes asked of the multipart reader at a time
+PART_READ = 4 * 1024 * 1024  # bytes asked of the multipart reader at a time
 MAX_FIELD = 4096  # longest text field
 FORM_OVERHEAD = 64 * 1024  # boundaries and part headers a form adds to the file's size
 _DONE = frozenset({"stored", "forwarded", "failed"})

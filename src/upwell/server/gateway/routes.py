@@ -184,8 +184,10 @@ async def _stream(
                     break  # the client reconnects with Last-Event-ID and replays
                 if event is None:
                     await response.write(b": heartbeat\n\n")
-                else:
-                    await response.write(_sse(event, origin))
+                    continue
+                await response.write(_sse(event, origin))
+                if upload_id is not None and event.data.get("deleted"):
+                    break  # nothing more will happen to this upload
         except (ConnectionResetError, asyncio.CancelledError):
             pass
         finally:
