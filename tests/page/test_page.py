@@ -148,6 +148,7 @@ def test_cancel_stops_the_upload_and_deletes_it_on_the_server(
     head = urllib.request.Request(url, method="HEAD", headers={"Tus-Resumable": "1.0.0"})
     with pytest.raises(urllib.error.HTTPError) as refused:
         urllib.request.urlopen(head, timeout=10)
+    refused.value.close()  # an HTTPError holds its connection open
     assert refused.value.code in (404, 410)
     assert page.evaluate("Object.keys(localStorage).length") == 0
 
