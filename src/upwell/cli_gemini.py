@@ -9,14 +9,13 @@ argument, where `ps` and shell history would show them. Errors are one line; exi
 from __future__ import annotations
 
 import json
-import os
-import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
+from .cli_emulate import accepted_key, fault_options, listen_options, serve_emulator
 from .cli_run import run_command
 from .cli_types import SIZE
 from .config import format_size
@@ -49,21 +48,7 @@ def emulate() -> None:
 
 
 @emulate.command("gemini")
-@click.option("--host", default="127.0.0.1", show_default=True, help="Address to listen on.")
-@click.option("--port", default=8090, show_default=True, type=click.IntRange(0, 65535))
-@click.option(
-    "--data-dir",
-    default="./gemini-emulator-data",
-    show_default=True,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="Where uploaded bytes and file records are kept.",
-)
-@click.option(
-    "--api-key-env",
-    metavar="VAR",
-    default=None,
-    help="Accept only the key in this environment variable (default: any key).",
-)
+@listen_options(port=8090, data_dir="./gemini-emulator-data")
 @click.option(
     "--granularity",
     default=_default_granularity,
@@ -85,29 +70,7 @@ def emulate() -> None:
     type=click.IntRange(0),
     help="GETs a new file stays PROCESSING before it is ACTIVE.",
 )
-@click.option(
-    "--fail-every",
-    default=0,
-    type=click.IntRange(0),
-    metavar="N",
-    help="Answer every Nth chunk request with --fail-status.",
-)
-@click.option("--fail-status", default=503, show_default=True, type=click.IntRange(400, 599))
-@click.option(
-    "--drop-after",
-    default=None,
-    type=SIZE,
-    metavar="BYTES",
-    help="Cut the connection of some chunk requests after this many body bytes.",
-)
-@click.option(
-    "--drop-every",
-    default=2,
-    show_default=True,
-    type=click.IntRange(1),
-    metavar="N",
-    help="With --drop-after: which chunk requests are cut (every Nth).",
-)
+@fault_options("chunk requests")
 @click.option(
     "--stall-every",
     default=0,
@@ -116,13 +79,6 @@ def emulate() -> None:
     help="Every Nth chunk request hangs unanswered for --stall-seconds.",
 )
 @click.option("--stall-seconds", default=30.0, show_default=True, type=click.FloatRange(0))
-@click.option(
-    "--delay",
-    default=0.0,
-    type=click.FloatRange(0, 60),
-    metavar="SECONDS",
-    help="Wait this long before every answer (a slow service).",
-)
 @click.option("--fail-processing", is_flag=True, help="Finished files end FAILED.")
 def emulate_gemini(
     host: str,
@@ -136,9 +92,9 @@ def emulate_gemini(
     fail_status: int,
     drop_after: int | None,
     drop_every: int,
+    delay: float,
     stall_every: int,
     stall_seconds: float,
-    delay: float,
     fail_processing: bool,
 ) -> int:
     """Emulate the Gemini Files API (resumable uploads, files get/list/delete) on HOST:PORT.
@@ -146,13 +102,8 @@ def emulate_gemini(
     Point upwell or the official SDK at it with GEMINI_BASE_URL / GOOGLE_GEMINI_BASE_URL.
     """
     from .emulators.gemini import FaultPlan, create_gemini_app
-    from .emulators.runner import serve_until_signalled
 
-    api_key: str | None = None
-    if api_key_env is not None:
-        api_key = os.environ.get(api_key_env, "").strip()
-        if not api_key:
-            raise click.UsageError(f"--api-key-env {api_key_env}: that variable is not set")
+    api_key = accepted_key(api_key_env)
     if granularity < 1:
         raise click.UsageError("--granularity must be positive")
     faults = FaultPlan(
@@ -173,18 +124,12 @@ def emulate_gemini(
         processing_polls=processing_polls,
         max_size=max_size,
     )
-
-    def ready(url: str) -> None:
-        click.echo(f"Gemini Files API emulator at {url} (set GEMINI_BASE_URL={url})")
-        sys.stdout.flush()
-
-    try:
-        run_command(serve_until_signalled(app, host, port, ready))
-    except OSError as exc:
-        raise click.ClickException(
-            f"cannot serve on {host}:{port}: {exc.strerror or exc}"
-        ) from None
-    return 0
+    return serve_emulator(
+        app,
+        host,
+        port,
+        lambda url: f"Gemini Files API emulator at {url} (set GEMINI_BASE_URL={url})",
+    )
 
 
 # -- upwell files ---------------------------------------------------------------------------
