@@ -64,6 +64,36 @@ def error_for_status(
     )
 
 
+def provider_error(
+    status: int,
+    headers: Mapping[str, str],
+    what: str,
+    detail: str,
+    *,
+    label: str | None = None,
+    refused_key: tuple[str, str] | None = None,
+    retryable: bool | None = None,
+) -> TargetError:
+    """A TargetError for a provider API's error answer: `label` (default "HTTP status") and the
+    provider's `detail`. With `refused_key` = (service, variable) the key was refused: never
+    retried, and the message says which variable to check."""
+    if refused_key is not None:
+        service, variable = refused_key
+        return TargetError(
+            f"{what}: {service} refused the API key (HTTP {status}"
+            + (f": {detail}" if detail else "")
+            + f"); check {variable}",
+            status=status,
+            retryable=False,
+        )
+    return TargetError(
+        f"{what}: {label or f'HTTP {status}'}" + (f" ({detail})" if detail else ""),
+        status=status,
+        retryable=status in RETRYABLE_STATUSES if retryable is None else retryable,
+        retry_after=parse_retry_after(headers.get("Retry-After")),
+    )
+
+
 def format_repr_digest(sha256: bytes) -> str:
     """RFC 9530 Repr-Digest for a SHA-256: `sha-256=:<base64>:`."""
     return f"sha-256=:{base64.b64encode(sha256).decode('ascii')}:"

@@ -28,7 +28,7 @@ from ..engine.planner import Part, Plan
 from ..engine.retry import Sleep
 from ..errors import ConfigError, IntegrityError, ProtocolError, TargetError, UploadGone
 from ..protocols import google_resumable as gr
-from ..protocols.http import RETRYABLE_STATUSES, parse_retry_after
+from ..protocols.http import RETRYABLE_STATUSES, provider_error
 from .base import Body, FileService, RemoteFile, RemoteUpload, SourceInfo, Target
 from .capabilities import Capabilities
 from .http import body_payload, request
@@ -155,21 +155,16 @@ class GeminiTarget(Target, FileService):
     ) -> TargetError:
         """A TargetError for an error answer: Google's message, and a clear word on the key."""
         err = gr.parse_error(text)
-        detail = err.message or (err.status or "")
-        if gr.is_key_error(status, err):
-            return TargetError(
-                f"{what}: the Gemini API refused the API key (HTTP {status}"
-                + (f": {detail}" if detail else "")
-                + "); check GEMINI_API_KEY",
-                status=status,
-                retryable=False,
-            )
-        label = f"HTTP {status}" + (f" {err.status}" if err.status else "")
-        return TargetError(
-            f"{what}: {label}" + (f" ({detail})" if detail else ""),
-            status=status,
-            retryable=status in RETRYABLE_STATUSES if retryable is None else retryable,
-            retry_after=parse_retry_after(headers.get("Retry-After")),
+        return provider_error(
+            status,
+            headers,
+            what,
+            err.message or (err.status or ""),
+            label=f"HTTP {status}" + (f" {err.status}" if err.status else ""),
+            refused_key=("the Gemini API", "GEMINI_API_KEY")
+            if gr.is_key_error(status, err)
+            else None,
+            retryable=retryable,
         )
 
     # -- files: get, list, delete -------------------------------------------------------

@@ -25,7 +25,7 @@ from ..engine.planner import Part, Plan
 from ..errors import ConfigError, IntegrityError, ProtocolError, TargetError, UploadGone
 from ..protocols import openai_files as of
 from ..protocols import openai_uploads as ou
-from ..protocols.http import RETRYABLE_STATUSES, parse_retry_after
+from ..protocols.http import provider_error
 from .base import Body, FileService, RemoteFile, RemoteUpload, SourceInfo, Target
 from .capabilities import Capabilities
 from .http import body_payload, request
@@ -153,20 +153,15 @@ class OpenAITarget(Target, FileService):
     ) -> TargetError:
         """A TargetError for an error answer: the provider's message, a clear word on the key."""
         err = of.parse_error(text)
-        detail = self.scrub(err.message or err.code or "")
-        if of.is_key_error(status, err):
-            return TargetError(
-                f"{what}: {self.preset.label} refused the API key (HTTP {status}"
-                + (f": {detail}" if detail else "")
-                + f"); check {self.preset.key_env}",
-                status=status,
-                retryable=False,
-            )
-        return TargetError(
-            f"{what}: HTTP {status}" + (f" ({detail})" if detail else ""),
-            status=status,
-            retryable=status in RETRYABLE_STATUSES if retryable is None else retryable,
-            retry_after=parse_retry_after(headers.get("Retry-After")),
+        return provider_error(
+            status,
+            headers,
+            what,
+            self.scrub(err.message or err.code or ""),
+            refused_key=(self.preset.label, self.preset.key_env)
+            if of.is_key_error(status, err)
+            else None,
+            retryable=retryable,
         )
 
     async def call(
