@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gc
 
-from upwell.cli_run import hold_gc_for_startup, run_command
+from upwell.cli.run import hold_gc_for_startup, run_command
 
 
 def test_the_gc_is_back_on_when_a_command_works() -> None:

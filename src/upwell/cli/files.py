@@ -1,5 +1,5 @@
-"""`upwell emulate gemini` and `upwell files list|get|content|rm`: click commands for
-`upwell.cli`.
+"""`upwell files list|get|content|rm`: the files a provider holds, for any target with a files
+API (Gemini, OpenAI, Kimi, GLM).
 
 Keys come from the target's variable ($GEMINI_API_KEY, $OPENAI_API_KEY, ...), never from an
 argument, where `ps` and shell history would show them. Errors are one line; exit codes as for
@@ -10,126 +10,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
-from .cli_emulate import accepted_key, fault_options, listen_options, serve_emulator
-from .cli_run import run_command
-from .cli_types import SIZE
-from .config import format_size
-from .errors import ConfigError, UpwellError
+from ..config import format_size
+from ..errors import ConfigError, UpwellError
+from .run import run_command
 
 if TYPE_CHECKING:
-    from .targets.base import FileService, RemoteFile
+    from ..targets.base import FileService, RemoteFile
 
 T = TypeVar("T")
-
-
-# -- upwell emulate gemini ------------------------------------------------------------------
-# The defaults are the real service's, read when the command runs: `upwell upload` and
-# `upwell --help` need not import the Google protocol module.
-def _default_granularity() -> str:
-    from .protocols.google_resumable import DEFAULT_GRANULARITY
-
-    return str(DEFAULT_GRANULARITY)
-
-
-def _default_max_size() -> str:
-    from .protocols.google_resumable import MAX_FILE_SIZE
-
-    return str(MAX_FILE_SIZE)
-
-
-@click.group()
-def emulate() -> None:
-    """Run a local emulator of a provider's file API (tests, offline work)."""
-
-
-@emulate.command("gemini")
-@listen_options(port=8090, data_dir="./gemini-emulator-data")
-@click.option(
-    "--granularity",
-    default=_default_granularity,
-    type=SIZE,
-    metavar="SIZE",
-    help="Chunk granularity the emulator demands (real service: 8MiB).",
-)
-@click.option(
-    "--max-size",
-    default=_default_max_size,
-    type=SIZE,
-    metavar="SIZE",
-    help="Largest file accepted (real service: 2GiB).",
-)
-@click.option(
-    "--processing-polls",
-    default=1,
-    show_default=True,
-    type=click.IntRange(0),
-    help="GETs a new file stays PROCESSING before it is ACTIVE.",
-)
-@fault_options("chunk requests")
-@click.option(
-    "--stall-every",
-    default=0,
-    type=click.IntRange(0),
-    metavar="N",
-    help="Every Nth chunk request hangs unanswered for --stall-seconds.",
-)
-@click.option("--stall-seconds", default=30.0, show_default=True, type=click.FloatRange(0))
-@click.option("--fail-processing", is_flag=True, help="Finished files end FAILED.")
-def emulate_gemini(
-    host: str,
-    port: int,
-    data_dir: Path,
-    api_key_env: str | None,
-    granularity: int,
-    max_size: int,
-    processing_polls: int,
-    fail_every: int,
-    fail_status: int,
-    drop_after: int | None,
-    drop_every: int,
-    delay: float,
-    stall_every: int,
-    stall_seconds: float,
-    fail_processing: bool,
-) -> int:
-    """Emulate the Gemini Files API (resumable uploads, files get/list/delete) on HOST:PORT.
-
-    Point upwell or the official SDK at it with GEMINI_BASE_URL / GOOGLE_GEMINI_BASE_URL.
-    """
-    from .emulators.gemini import FaultPlan, create_gemini_app
-
-    api_key = accepted_key(api_key_env)
-    if granularity < 1:
-        raise click.UsageError("--granularity must be positive")
-    faults = FaultPlan(
-        fail_every=fail_every,
-        fail_status=fail_status,
-        drop_after=drop_after,
-        drop_every=drop_every if drop_after is not None else 0,
-        stall_every=stall_every,
-        stall_seconds=stall_seconds,
-        delay=delay,
-        fail_processing=fail_processing,
-    )
-    app = create_gemini_app(
-        data_dir,
-        api_key=api_key,
-        faults=faults,
-        granularity=granularity,
-        processing_polls=processing_polls,
-        max_size=max_size,
-    )
-    return serve_emulator(
-        app,
-        host,
-        port,
-        lambda url: f"Gemini Files API emulator at {url} (set GEMINI_BASE_URL={url})",
-    )
 
 
 # -- upwell files ---------------------------------------------------------------------------
@@ -147,9 +39,9 @@ _json = click.option("--json", "as_json", is_flag=True, help="Write JSON to stdo
 
 def _run(to: str, work: Callable[[FileService, Any], Awaitable[T]]) -> T:
     """Run `work(target, http)` against the file service named by `to` and the environment."""
-    from .targets.base import FileService
-    from .targets.http import new_session
-    from .targets.resolve import resolve_target
+    from ..targets.base import FileService
+    from ..targets.http import new_session
+    from ..targets.resolve import resolve_target
 
     try:
         target = resolve_target(to)

@@ -16,18 +16,18 @@ from typing import TYPE_CHECKING, Any
 
 import click
 
-from .cli_gemini import emulate, files
-from .cli_mcp import mcp, require_mcp_extra
-from .cli_openai import emulate_openai
-from .cli_run import hold_gc_for_startup, run_command
-from .cli_serve import forward_targets, gateway_options, gateway_settings
-from .cli_types import RATE, SIZE, AutoOr
-from .config import DEFAULT_TARGET, Settings
-from .errors import ConfigError, SessionError, UpwellError
+from ..config import DEFAULT_TARGET, Settings
+from ..errors import ConfigError, SessionError, UpwellError
+from .emulate import emulate
+from .files import files
+from .mcp import mcp, require_mcp_extra
+from .params import RATE, SIZE, AutoOr
+from .run import hold_gc_for_startup, run_command
+from .serve import forward_targets, gateway_options, gateway_settings
 
 if TYPE_CHECKING:
-    from .progress import UploadProgress
-    from .results import UploadResult
+    from ..progress import UploadProgress
+    from ..results import UploadResult
 
 EXIT_FAILED = 1
 EXIT_USAGE = 2
@@ -100,8 +100,8 @@ def serve(
 
     Embedded by default (SQLite and files under --data-dir); with --state postgresql://… and a
     shared --data-dir or --storage s3://…, any number of replicas serve the same uploads."""
-    from .server.runner import serve_forever
-    from .server.settings import ServerSettings
+    from ..server.runner import serve_forever
+    from ..server.settings import ServerSettings
 
     logging.basicConfig(level=logging.INFO, format="upwell serve: %(message)s", stream=sys.stderr)
     if mcp_on or mcp_roots:
@@ -183,9 +183,9 @@ def upload(
     upsert: bool = False,
 ) -> int:
     """Upload PATHS (several files go at once); a cut-off run resumes when run again."""
-    from .memory import return_large_buffers_to_os
-    from .sessions.store import check_session_id
-    from .uploaders import ResumableUploader
+    from ..memory import return_large_buffers_to_os
+    from ..sessions.store import check_session_id
+    from ..uploaders import ResumableUploader
 
     return_large_buffers_to_os()
     for path in paths:
@@ -203,7 +203,7 @@ def upload(
             check_session_id(session_id)
         resolved = None
         if purpose is not None or multipart or upsert:
-            from .targets.resolve import resolve_target
+            from ..targets.resolve import resolve_target
 
             resolved = resolve_target(
                 settings.target, purpose=purpose, multipart=multipart or None, upsert=upsert
@@ -236,7 +236,7 @@ async def _run_uploads(
             return list(await uploader.upload_files(paths))
 
     if as_json:
-        from .progress import to_ndjson
+        from ..progress import to_ndjson
 
         out = sys.stdout
 
@@ -248,7 +248,7 @@ async def _run_uploads(
         return await run_all()
     if not sys.stderr.isatty():
         return await run_all()
-    from .cli_progress import ProgressDisplay
+    from .bars import ProgressDisplay
 
     with ProgressDisplay(len(paths)) as display:
         uploader.progress_tracker.add_listener(display.update)
@@ -265,13 +265,13 @@ async def _run_uploads(
 @click.pass_context
 def sessions(ctx: click.Context, session_dir: Path | None) -> None:
     """List, inspect, remove and clean up upload sessions."""
-    from .sessions.manager import default_session_dir
+    from ..sessions.manager import default_session_dir
 
     ctx.obj = session_dir or default_session_dir()
 
 
 def _uploader_for(session_dir: Path, target: str | None) -> Any:
-    from .uploaders import ResumableUploader
+    from ..uploaders import ResumableUploader
 
     return ResumableUploader(session_dir=session_dir, target=target)
 
@@ -281,7 +281,7 @@ def _uploader_for(session_dir: Path, target: str | None) -> Any:
 @click.pass_obj
 def sessions_list(session_dir: Path, as_json: bool) -> int:
     """Every session, with its status and progress."""
-    from .sessions.manager import SessionManager
+    from ..sessions.manager import SessionManager
 
     async def run() -> list[Any]:
         manager = SessionManager(session_dir)
@@ -310,8 +310,8 @@ def sessions_list(session_dir: Path, as_json: bool) -> int:
 @click.pass_obj
 def sessions_show(session_dir: Path, session_id: str) -> int:
     """One session as JSON."""
-    from .sessions.manager import SessionManager
-    from .sessions.store import check_session_id
+    from ..sessions.manager import SessionManager
+    from ..sessions.store import check_session_id
 
     async def run() -> Any:
         manager = SessionManager(session_dir)
@@ -336,8 +336,8 @@ def sessions_show(session_dir: Path, session_id: str) -> int:
 @click.pass_obj
 def sessions_rm(session_dir: Path, session_ids: tuple[str, ...]) -> int:
     """Remove sessions, ending their unfinished uploads at the target where possible."""
-    from .sessions.manager import SessionManager
-    from .sessions.store import check_session_id
+    from ..sessions.manager import SessionManager
+    from ..sessions.store import check_session_id
 
     async def run() -> list[str]:
         manager = SessionManager(session_dir)
@@ -370,7 +370,7 @@ def sessions_rm(session_dir: Path, session_ids: tuple[str, ...]) -> int:
 @click.pass_obj
 def sessions_cleanup(session_dir: Path) -> int:
     """Remove expired sessions (and their unfinished uploads at the target)."""
-    from .sessions.manager import SessionManager
+    from ..sessions.manager import SessionManager
 
     async def end_remote(sess: Any) -> None:
         with contextlib.suppress(UpwellError):
@@ -387,7 +387,6 @@ def sessions_cleanup(session_dir: Path) -> int:
     return 0
 
 
-emulate.add_command(emulate_openai)
 cli.add_command(emulate)
 cli.add_command(files)
 cli.add_command(mcp)

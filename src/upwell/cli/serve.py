@@ -1,7 +1,8 @@
 """The gateway's options of `upwell serve`: forwards, tokens, proxy, CORS and limits.
 
-Kept beside cli.py so the serve command itself stays a few lines; secrets (tokens, API keys)
-come from files and the environment only, never from arguments.
+Kept apart from the command group (cli/__init__.py) so the serve command itself stays a few
+lines; secrets (tokens, API keys) come from files and the environment only, never from
+arguments.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from typing import Any, TypeVar
 
 import click
 
-from .cli_types import RATE, SIZE
+from .params import RATE, SIZE
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -84,7 +85,7 @@ def gateway_options(command: F) -> F:
 
 def gateway_settings(options: dict[str, Any]) -> dict[str, Any]:
     """ServerSettings fields from the gateway's options (tokens read from file and env)."""
-    from .server.auth import load_tokens
+    from ..server.auth import load_tokens
 
     fields: dict[str, Any] = {
         "tokens": load_tokens(options["tokens_file"], os.environ),
@@ -105,8 +106,8 @@ def gateway_settings(options: dict[str, Any]) -> dict[str, Any]:
 
 def forward_targets(options: dict[str, Any]) -> list[Any]:
     """The --forward targets, resolved as --to is (a missing key is a ConfigError)."""
-    from .server.gateway.forwarding import ForwardTarget
-    from .targets.resolve import resolve_target
+    from ..server.gateway.forwarding import ForwardTarget
+    from ..targets.resolve import resolve_target
 
     names = list(dict.fromkeys(options["forward"]))
     return [ForwardTarget(name, resolve_target(name)) for name in names]

@@ -6,8 +6,8 @@ from typing import Any
 
 import click
 
-from .config import parse_rate, parse_size
-from .errors import ConfigError
+from ..config import parse_rate, parse_size
+from ..errors import ConfigError
 
 
 class SizeType(click.ParamType):  # type: ignore[type-arg]  # generic only in newer click

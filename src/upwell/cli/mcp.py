@@ -10,8 +10,8 @@ from pathlib import Path
 
 import click
 
-from .cli_run import run_command
-from .cli_types import SIZE
+from .params import SIZE
+from .run import run_command
 
 
 def require_mcp_extra() -> None:
@@ -34,7 +34,7 @@ def require_mcp_extra() -> None:
 def mcp(roots: tuple[Path, ...], no_client_roots: bool, max_size: int | None) -> int:
     """Serve upwell's upload tools to an MCP host over stdio."""
     require_mcp_extra()
-    from .mcp.server import McpConfig, create_server
+    from ..mcp.server import McpConfig, create_server
 
     logging.basicConfig(level=logging.WARNING, format="upwell mcp: %(message)s", stream=sys.stderr)
     config = McpConfig(

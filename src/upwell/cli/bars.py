@@ -16,7 +16,7 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from .progress import UploadProgress
+from ..progress import UploadProgress
 
 
 class _SpeedColumn(ProgressColumn):
