@@ -202,3 +202,37 @@ async def test_delete_stops_a_running_forward_and_forgets_it(
     assert not (data_dir / "files" / upload_id).exists()
     assert emulator.files() == []
     assert list((data_dir / "forwards").glob(f"*{upload_id}*")) == []
+
+
+async def test_an_upload_assembled_from_parts_is_forwarded_from_one_staged_copy(
+    make_gateway: MakeGateway, make_emulator: MakeEmulator, data_dir: Path
+) -> None:
+    """tus parallel parts (what `upwell upload`, tus-js-client and Uppy send for big files)
+    are hard links to several files: the forward sends a copy staged once, then drops it."""
+    emulator = await make_emulator()
+    client = await make_gateway(forwards=(emulator.target(),), **FAST)
+    first, second = os.urandom(2 * GRANULE + 7), os.urandom(GRANULE + 3)
+    parts = [
+        await tus_upload(client, data, headers={"Upload-Concat": "partial"})
+        for data in (first, second)
+    ]
+    resp = await client.post(
+        "/files/",
+        headers={
+            "Tus-Resumable": "1.0.0",
+            "Upload-Concat": "final;" + " ".join(f"/files/{p}" for p in parts),
+        },
+    )
+    assert resp.status == 201, await resp.text()
+    final_id = resp.headers["Location"].rsplit("/", 1)[1]
+    await forwards_settled(client)
+    record = await json_of(await client.get(f"/uploads/{final_id}"))
+    (forward,) = record["forwards"]
+    assert forward["state"] == "done", forward
+    (stored,) = emulator.files()
+    assert stored.read_bytes() == first + second
+    # Partial uploads are never forwarded themselves, and no staged copy is left behind.
+    for part in parts:
+        assert (await json_of(await client.get(f"/uploads/{part}")))["forwards"] == []
+    staged = data_dir / "forwards" / "staged"
+    assert staged.is_dir() and list(staged.iterdir()) == []

@@ -105,6 +105,9 @@ class Forwarder:
         self._sleep = sleep
         self._on_attempt = on_attempt or (lambda target, ok: None)
         self._sessions = SessionManager(session_dir)
+        # Uploads that are not one local file (assembled from parts, or in object storage) are
+        # copied here once, whole, before they are forwarded; the copy goes with their forwards.
+        self._staging = session_dir / "staged"
         self._uploaders = {
             t.name: ResumableUploader(
                 target=t.target,
@@ -159,6 +162,27 @@ class Forwarder:
                 continue
             self._spawn(forward.upload_id, forward.target)
 
+    async def _source_file(self, upload: Upload) -> Path:
+        """A local file with the upload's bytes: the upload's own when it is one file, else a
+        copy staged once (written aside, then renamed in, so a copy cut short is never used)."""
+        segments = await self._uploads.segments(upload.id)
+        if segments is not None and len(segments) == 1:
+            return segments[0]
+        staged = self._staging / upload.id
+        if await asyncio.to_thread(_has_size, staged, upload.offset):
+            return staged
+        partial = staged.with_name(f"{upload.id}.partial")
+        await asyncio.to_thread(self._staging.mkdir, parents=True, exist_ok=True)
+        out = await asyncio.to_thread(open, partial, "wb")
+        try:
+            async for piece in self._uploads.read(upload, 0, upload.offset):
+                await asyncio.to_thread(out.write, piece)
+            await asyncio.to_thread(out.flush)
+        finally:
+            await asyncio.to_thread(out.close)
+        await asyncio.to_thread(partial.replace, staged)
+        return staged
+
     async def close(self) -> None:
         """Stop running forwards (their journal keeps them resumable) and close pools."""
         if self._rescan is not None:
@@ -205,6 +229,7 @@ class Forwarder:
         await asyncio.gather(*tasks, return_exceptions=True)
         for name in self.targets:
             await self._sessions.delete_session(_session_id(upload_id, name))
+        await asyncio.to_thread(_remove, self._staging / upload_id)
 
     async def wait(self) -> None:
         """Until no forward is running (tests, benchmarks)."""
@@ -306,25 +331,24 @@ class Forwarder:
                         file_name=earlier.file_name,
                         file_uri=earlier.file_uri,
                     )
-        segments = await self._uploads.segments(upload.id)
-        if segments is None or len(segments) != 1:
-            raise UpwellError(
-                "only uploads stored as one local file can be forwarded"
-                " (not concatenated or object-stored ones yet)"
-            )
+        source = await self._source_file(upload)
 
         async def on_progress(p: UploadProgress) -> None:
             await self._publish(upload, p, forward.target)
 
         uploader = self._uploaders[forward.target]
         result = await uploader.upload_file_resumable(
-            segments[0],
+            source,
             session_id=_session_id(upload.id, forward.target),
             display_name=filename_of(upload) or upload.id,
             progress_callback=on_progress,
         )
         if not result.success:
             raise UpwellError(result.error or "the forward failed")
+        others = any(u == upload.id and t != forward.target for u, t in self._tasks)
+        if source.parent == self._staging and not others:
+            # The upload's last forward is done: its staged copy is not needed again.
+            await asyncio.to_thread(_remove, source)
         return replace(
             forward,
             state="done",
@@ -332,6 +356,17 @@ class Forwarder:
             file_name=result.file_name,
             file_uri=result.file_uri,
         )
+
+
+def _has_size(path: Path, size: int) -> bool:
+    try:
+        return path.stat().st_size == size
+    except FileNotFoundError:
+        return False
+
+
+def _remove(path: Path) -> None:
+    path.unlink(missing_ok=True)
 
 
 def _session_id(upload_id: str, target: str) -> str:
