@@ -232,9 +232,17 @@ async def _moment(
 ) -> None:
     assert server.stdout is not None
     if moment == "random":
+        # At a random byte ahead, or now if no byte has moved for 2 s (the client waits on
+        # the server, say between its answers): either way a moment the server is killed in.
         target = proxy.bytes_up + rng.randrange(64 * 1024, 2 * MiB)
-        while proxy.bytes_up < target and server.returncode is None:  # noqa: ASYNC110
+        loop = asyncio.get_running_loop()
+        seen, since = proxy.bytes_up, loop.time()
+        while proxy.bytes_up < target and server.returncode is None:
             await asyncio.sleep(0.005)  # poll the byte count; within() bounds the whole wait
+            if proxy.bytes_up != seen:
+                seen, since = proxy.bytes_up, loop.time()
+            elif loop.time() - since > 2.0:
+                return
         return
     want = b"fsync" if moment == "in-fsync" else b"fsynced"
     skip = rng.randrange(0, 4)
