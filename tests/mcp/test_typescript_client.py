@@ -296,3 +296,44 @@ async def test_http_mcp_is_behind_the_servers_bearer_tokens(
     assert {t["name"] for t in steps[0]["tools"]} == TOOLS
     assert steps[1]["result"]["structuredContent"] == {"sessions": []}
     assert token not in json.dumps(steps)
+
+
+async def test_http_mcp_sessions_belong_to_the_token_that_made_them(
+    ts_sdk: Path, root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Over /mcp with tokens, one owner's upload sessions are not another's to list or read."""
+    monkeypatch.setenv("UPLOAD_SESSION_DIR", str(tmp_path / "sessions"))
+    alice, bob = "mcp-alice-token-0123456789", "mcp-bob-token-98765432100"
+    src = make_file(root / "alice.bin", 3 * MB, seed=11)
+    settings = ServerSettings(
+        port=0,
+        data_dir=tmp_path / "serve-data",
+        mcp_roots=(root,),
+        tokens={alice: "alice", bob: "bob"},
+    )
+    target = ServerSettings(port=0, data_dir=tmp_path / "tus-data")
+    async with running_server(target) as tus_url, running_server(settings) as served:
+        mcp_url = served.removesuffix("/files/") + "/mcp"
+
+        def as_owner(token: str, *steps: dict[str, Any]) -> dict[str, Any]:
+            return {
+                "server": {"url": mcp_url, "headers": {"Authorization": f"Bearer {token}"}},
+                "steps": list(steps),
+            }
+
+        (uploaded, listed) = await run_ts_client(
+            as_owner(alice, upload_step(str(src), tus_url), {"op": "call", "name": "list_sessions"})
+        )
+        session_id = ok(uploaded)["session_id"]
+        (bobs, status) = await run_ts_client(
+            as_owner(
+                bob,
+                {"op": "call", "name": "list_sessions"},
+                {"op": "call", "name": "upload_status", "arguments": {"session_id": session_id}},
+            )
+        )
+    assert [s["session_id"] for s in listed["result"]["structuredContent"]["sessions"]] == [
+        session_id
+    ]
+    assert bobs["result"]["structuredContent"] == {"sessions": []}
+    assert "no session" in refusal(status)

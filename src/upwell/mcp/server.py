@@ -8,6 +8,7 @@ with `isError: true` and one line an agent can act on.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import re
 import time
@@ -203,8 +204,15 @@ class UpwellTools:
         except UpwellError as exc:
             raise ToolError(str(exc)) from None
 
-    def _sessions(self) -> SessionManager:
-        return SessionManager(self.session_dir)
+    def _sessions(self, ctx: Context[Any, Any]) -> SessionManager:
+        """The caller's sessions: over HTTP with bearer tokens each owner has a directory of
+        its own (another owner's sessions are neither listed nor resumed); else the one."""
+        owner = _owner_of(ctx)
+        if owner is None:
+            return SessionManager(self.session_dir)
+        safe = "".join(c if c.isalnum() or c in "._-" else "_" for c in owner)[:64]
+        digest = hashlib.sha256(owner.encode()).hexdigest()[:8]
+        return SessionManager(self.session_dir / "owners" / f"{safe}-{digest}")
 
     # -- tools -----------------------------------------------------------------------------
     async def upload_file(
@@ -236,7 +244,7 @@ class UpwellTools:
         target = self._target(to, purpose)
         settings = replace(self.settings, target=target.url)
         uploader = ResumableUploader(
-            settings=settings, target=target, session_manager=self._sessions()
+            settings=settings, target=target, session_manager=self._sessions(ctx)
         )
         sid = session_id or derive_session_id(
             allowed.path, allowed.size, allowed.mtime_ns, target.url
@@ -283,9 +291,9 @@ class UpwellTools:
             session_id=result.session_id or sid,
         )
 
-    async def list_sessions(self) -> SessionList:
+    async def list_sessions(self, ctx: Context[Any, Any]) -> SessionList:
         """Every upload session (finished ones stay listed until they expire)."""
-        manager = self._sessions()
+        manager = self._sessions(ctx)
         try:
             found = await manager.list_sessions()
         except UpwellError as exc:
@@ -297,9 +305,10 @@ class UpwellTools:
     async def upload_status(
         self,
         session_id: Annotated[str, Field(description="As upload_file or list_sessions gave it.")],
+        ctx: Context[Any, Any],
     ) -> SessionEntry:
         """One session's status and progress."""
-        manager = self._sessions()
+        manager = self._sessions(ctx)
         try:
             session = await manager.load_session(check_session_id(session_id))
         except UpwellError as exc:
@@ -377,6 +386,18 @@ def create_server(config: McpConfig) -> MCPServer[Any]:
 
 
 _INVALID = re.compile(r"^(\S[^\n]*)\n  ([^\n]+?) \[type=", re.M)
+
+
+def _owner_of(ctx: Context[Any, Any]) -> str | None:
+    """The bearer token's owner of an HTTP call (set by upwell.mcp.http), None over stdio."""
+    try:
+        request = ctx.request_context.request
+    except (AttributeError, ValueError):
+        return None
+    scope = getattr(request, "scope", None)
+    user = scope.get("user") if isinstance(scope, dict) else None
+    owner = getattr(getattr(user, "access_token", None), "client_id", None)
+    return owner if isinstance(owner, str) and owner else None
 
 
 async def _one_line_errors(ctx: ServerRequestContext[Any, Any], call_next: CallNext) -> Any:
