@@ -80,7 +80,8 @@ async def test_ctrl_c_exits_130_keeps_the_session_paused_and_the_rerun_finishes(
     env = {**os.environ, "UPLOAD_SESSION_DIR": str(tmp_path / "sessions")}
     async with serve_process_async(tmp_path / "srv") as (url, _pid):
         args = [sys.executable, "-m", "upwell", "upload", str(src), "--to", url,
-                "--chunk-size", "1MiB", "--limit-rate", "20MiB/s", "--json"]  # fmt: skip
+                "--chunk-size", "1MiB", "--parallel", "1", "--limit-rate", "20MiB/s",
+                "--json"]  # fmt: skip
         first = await asyncio.create_subprocess_exec(
             *args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, env=env
         )
